@@ -1,0 +1,1 @@
+"""MHS Simulator: a multi-tenant NHS Spine Message Handling Server simulator."""

@@ -1,0 +1,141 @@
+"""Our SDS: precomputed lookups over a validated topology."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from itertools import combinations
+
+from mhs.directory.model import Interaction, Mhs, Topology
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    """One instance, resolved: its own identity plus what its MHS gives it."""
+
+    name: str
+    ods_code: str
+    asid: str
+    party_key: str
+    cpa_id: str
+    mhs: str
+    hosted: bool
+    endpoint: str
+    interactions: frozenset[str]
+
+    def accredited_for(self, interaction_id: str) -> bool:
+        return interaction_id in self.interactions
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+class Directory:
+    """Answers who is who: by credential, ASID, ODS code and party key."""
+
+    def __init__(self, topology: Topology, *, source: str = "<topology>") -> None:
+        self.topology = topology
+        self.source = source
+        self._by_asid: dict[str, Party] = {}
+        self._by_ods: dict[str, list[Party]] = defaultdict(list)
+        self._by_party_key: dict[str, list[Party]] = defaultdict(list)
+        self._credentials: dict[bytes, tuple[str, Party]] = {}
+        self._credential_by_asid: dict[str, str] = {}
+        self._mhs: dict[str, Mhs] = {mhs.name: mhs for mhs in topology.mhs}
+        for mhs in topology.mhs:
+            for instance in mhs.instances:
+                party_key = instance.party_key or mhs.party_key
+                assert party_key is not None  # guaranteed by the model's validator
+                party = Party(
+                    name=instance.name,
+                    ods_code=instance.ods_code,
+                    asid=instance.asid,
+                    party_key=party_key,
+                    cpa_id=instance.cpa_id or f"S{instance.asid}",
+                    mhs=mhs.name,
+                    hosted=mhs.hosted,
+                    endpoint=mhs.endpoint,
+                    interactions=frozenset(instance.interactions),
+                )
+                self._by_asid[party.asid] = party
+                self._by_ods[party.ods_code].append(party)
+                self._by_party_key[party.party_key].append(party)
+                if instance.credential is not None:
+                    secret = instance.credential.get_secret_value()
+                    self._credentials[_digest(secret)] = (secret, party)
+                    self._credential_by_asid[party.asid] = secret
+        self._pairs: set[frozenset[str]] = {frozenset(pair) for pair in topology.agreements}
+        self._groups: dict[str, set[int]] = defaultdict(set)
+        for index, group in enumerate(topology.agreement_groups):
+            for ods in group:
+                self._groups[ods].add(index)
+
+    @property
+    def parties(self) -> Iterable[Party]:
+        return self._by_asid.values()
+
+    @property
+    def interactions(self) -> Mapping[str, Interaction]:
+        return self.topology.interactions
+
+    def interaction(self, interaction_id: str) -> Interaction | None:
+        return self.topology.interactions.get(interaction_id)
+
+    def by_asid(self, asid: str) -> Party | None:
+        return self._by_asid.get(asid)
+
+    def by_credential(self, token: str) -> Party | None:
+        """The hosted instance this credential belongs to, compared in constant time."""
+        entry = self._credentials.get(_digest(token))
+        if entry is None:
+            return None
+        secret, party = entry
+        return party if hmac.compare_digest(secret.encode(), token.encode()) else None
+
+    def credential_for(self, asid: str) -> str | None:
+        """A hosted instance's credential, for tools that act as that instance."""
+        return self._credential_by_asid.get(asid)
+
+    def by_ods(self, ods_code: str) -> tuple[Party, ...]:
+        return tuple(self._by_ods.get(ods_code, ()))
+
+    def by_party_key(self, party_key: str) -> tuple[Party, ...]:
+        return tuple(self._by_party_key.get(party_key, ()))
+
+    def recipient(self, ods_code: str, interaction_id: str) -> Party | None:
+        """The system at ``ods_code`` that receives ``interaction_id``.
+
+        Prefers an accredited one; otherwise returns any system there so that Spine's
+        own receiver check refuses it, as the real SSP would.
+        """
+        candidates = self._by_ods.get(ods_code)
+        if not candidates:
+            return None
+        for party in candidates:
+            if party.accredited_for(interaction_id):
+                return party
+        return candidates[0]
+
+    def mhs(self, name: str) -> Mhs | None:
+        return self._mhs.get(name)
+
+    @property
+    def hosted_mhs(self) -> Mhs:
+        return next(mhs for mhs in self.topology.mhs if mhs.hosted)
+
+    def has_agreement(self, ods_a: str, ods_b: str) -> bool:
+        """A mutual data sharing agreement; an organisation always shares with itself."""
+        if ods_a == ods_b or frozenset((ods_a, ods_b)) in self._pairs:
+            return True
+        return bool(self._groups.get(ods_a, set()) & self._groups.get(ods_b, set()))
+
+    def agreement_pairs(self) -> list[tuple[str, str]]:
+        """Every agreeing pair of distinct ODS codes, sorted."""
+        pairs = {tuple(sorted(pair)) for pair in self._pairs if len(pair) == 2}
+        for group in self.topology.agreement_groups:
+            pairs.update(combinations(sorted(set(group)), 2))
+        return sorted((a, b) for a, b in pairs)

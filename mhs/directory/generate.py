@@ -1,0 +1,106 @@
+"""Generated topologies: the shipped default and the sizes simulations and benchmarks ask for."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from mhs.directory.catalogue import CATALOGUE
+from mhs.directory.model import Topology
+
+REGION_SIZE = 8
+HOSTED_MHS = "datacentre"
+REMOTE_MHS = "remote"
+
+
+def _credential(ods_code: str) -> str:
+    # Deterministic so the default topology is reproducible; for development only.
+    return "dev-" + hashlib.sha256(f"mhs-simulator:{ods_code}".encode()).hexdigest()[:32]
+
+
+def hosted_ods(index: int) -> str:
+    return f"A{80000 + index}"
+
+
+def remote_ods(index: int) -> str:
+    return f"B{80000 + index}"
+
+
+def generate_topology(
+    hosted: int = 24,
+    remote: int = 8,
+    *,
+    shared_party_key: bool = False,
+    hosted_endpoint: str = "http://127.0.0.1:8082/reliablemessaging",
+    remote_endpoint: str = "http://127.0.0.1:8084/reliablemessaging",
+) -> Topology:
+    """A supplier datacentre of ``hosted`` practices and a second MHS of ``remote`` ones.
+
+    Practices are grouped into regions of eight; everyone within a region shares data,
+    nobody across regions does, so both kinds of pair exist. The last hosted practice is
+    not accredited to send GP2GP EHR extracts, and the last remote one cannot receive
+    large-message fragments, so the SSP's accreditation checks have work to do too.
+    """
+    if hosted < 2:
+        raise ValueError("a topology needs at least two hosted instances")
+    everything = tuple(CATALOGUE)
+    regions = max(1, (hosted + REGION_SIZE - 1) // REGION_SIZE)
+    groups: list[list[str]] = [[] for _ in range(regions)]
+    hosted_instances: list[dict[str, Any]] = []
+    for n in range(1, hosted + 1):
+        ods = hosted_ods(n)
+        groups[(n - 1) // REGION_SIZE].append(ods)
+        interactions = everything
+        if n == hosted:
+            interactions = tuple(i for i in everything if i != "RCMR_IN030000UK06")
+        instance: dict[str, Any] = {
+            "name": f"Hosted practice {n}",
+            "ods_code": ods,
+            "asid": f"9180{n:08d}",
+            "credential": _credential(ods),
+            "interactions": list(interactions),
+        }
+        if not shared_party_key:
+            instance["party_key"] = f"{ods}-{n:07d}"
+        hosted_instances.append(instance)
+    remote_instances: list[dict[str, Any]] = []
+    for n in range(1, remote + 1):
+        ods = remote_ods(n)
+        groups[(n - 1) % regions].append(ods)
+        interactions = everything
+        if n == remote and remote > 1:
+            interactions = tuple(i for i in everything if i != "COPC_IN000001UK01")
+        remote_instances.append(
+            {
+                "name": f"Remote practice {n}",
+                "ods_code": ods,
+                "asid": f"9280{n:08d}",
+                "interactions": list(interactions),
+            }
+        )
+    hosted_mhs: dict[str, Any] = {
+        "name": HOSTED_MHS,
+        "hosted": True,
+        "endpoint": hosted_endpoint,
+        "instances": hosted_instances,
+    }
+    if shared_party_key:
+        hosted_mhs["party_key"] = "YGA01-0000100"
+    mhs: list[dict[str, Any]] = [hosted_mhs]
+    if remote:
+        mhs.append(
+            {
+                "name": REMOTE_MHS,
+                "hosted": False,
+                "endpoint": remote_endpoint,
+                "party_key": "YGB01-0000200",
+                "instances": remote_instances,
+            }
+        )
+    return Topology.model_validate(
+        {
+            "mhs": mhs,
+            "agreement_groups": [group for group in groups if len(group) > 1],
+            "interactions": CATALOGUE,
+        }
+    )

@@ -1,0 +1,55 @@
+"""Shared fixtures: the real RabbitMQ, unique names, and the wire samples folder."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+def _broker_reachable(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), 2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    """The real broker's URL. Fails (never skips) when MHS_REQUIRE_BROKER=1 and it is down."""
+    url = os.environ.get("MHS_TEST_BROKER_URL", DEFAULT_BROKER_URL)
+    if not _broker_reachable(url):
+        message = f"RabbitMQ is not reachable at {url}"
+        if os.environ.get("MHS_REQUIRE_BROKER") == "1":
+            pytest.fail(message + " (MHS_REQUIRE_BROKER=1)")
+        pytest.skip(message + "; start it with `rabbitmq-server -detached`")
+    return url
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique token for queue names, so tests never share broker state."""
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture(scope="session")
+def samples_dir() -> Path:
+    """The NHS MHS adaptor wire samples, from MHS_SAMPLES_DIR (set by .ci/run)."""
+    value = os.environ.get("MHS_SAMPLES_DIR")
+    if not value:
+        pytest.skip(
+            "MHS_SAMPLES_DIR is not set: point it at shared/samples/nhs-mhs-adaptor "
+            "to run the conformance tests against real Spine wire samples"
+        )
+    path = Path(value)
+    if not path.is_dir():
+        pytest.fail(f"MHS_SAMPLES_DIR={value} is not a folder")
+    return path

@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mhs.directory import (
+    Directory,
+    TopologyError,
+    generate_topology,
+    load_topology,
+    parse_topology,
+)
+
+
+@pytest.fixture
+def default() -> Directory:
+    return load_topology()
+
+
+def test_packaged_default_is_a_datacentre_and_a_remote_mhs(default: Directory) -> None:
+    hosted = [p for p in default.parties if p.hosted]
+    remote = [p for p in default.parties if not p.hosted]
+    assert len(hosted) >= 20
+    assert remote
+    assert {p.mhs for p in remote} != {p.mhs for p in hosted}
+    assert all(len(p.asid) == 12 and p.asid.isdigit() for p in default.parties)
+    # Hosted practices have a party key each; the remote MHS shares one.
+    assert len({p.party_key for p in hosted}) == len(hosted)
+    assert len({p.party_key for p in remote}) == 1
+
+
+def test_packaged_default_has_pairs_with_and_without_agreements(default: Directory) -> None:
+    hosted = [p for p in default.parties if p.hosted]
+    outcomes = {default.has_agreement(a.ods_code, b.ods_code) for a in hosted for b in hosted}
+    assert outcomes == {True, False}
+    assert default.has_agreement("A80001", "A80002")
+    assert not default.has_agreement("A80001", "A80009")
+
+
+def test_packaged_default_matches_the_generator(default: Directory) -> None:
+    # The shipped file is what generate_topology() writes; they must not drift apart.
+    assert default.topology == generate_topology()
+
+
+def test_lookups(default: Directory) -> None:
+    party = default.by_asid("918000000001")
+    assert party is not None
+    assert party.ods_code == "A80001"
+    assert party.cpa_id == "S918000000001"
+    token = default.credential_for(party.asid)
+    assert token is not None
+    assert default.by_credential(token) == party
+    assert default.by_credential(token + "x") is None
+    assert default.by_credential("") is None
+    assert default.by_party_key(party.party_key) == (party,)
+    assert default.recipient("A80001", "RCMR_IN010000UK05") == party
+    assert default.recipient("ZZZZZ", "RCMR_IN010000UK05") is None
+
+
+def test_recipient_prefers_an_accredited_system() -> None:
+    topology = generate_topology(4, 0)
+    raw = topology.model_dump(mode="json")
+    first = raw["mhs"][0]["instances"][0]
+    second = dict(first, name="Second system", asid="918000000099",
+                  party_key="A80001-0000099", credential="another-credential-0001")
+    first["interactions"] = ["MCCI_IN010000UK13"]
+    raw["mhs"][0]["instances"].append(second)
+    for mhs, original in zip(raw["mhs"], topology.mhs, strict=True):
+        for item, inst in zip(mhs["instances"], original.instances, strict=False):
+            item["credential"] = inst.credential.get_secret_value() if inst.credential else None
+    raw["mhs"][0]["instances"][0]["credential"] = "first-credential-00001"
+    directory = Directory(parse_topology(raw, "test"))
+    assert directory.recipient("A80001", "RCMR_IN010000UK05").asid == "918000000099"  # type: ignore[union-attr]
+    assert directory.recipient("A80001", "MCCI_IN010000UK13").asid == "918000000001"  # type: ignore[union-attr]
+
+
+def test_shared_party_key_mode() -> None:
+    directory = Directory(generate_topology(5, 2, shared_party_key=True))
+    hosted = [p for p in directory.parties if p.hosted]
+    assert {p.party_key for p in hosted} == {"YGA01-0000100"}
+    assert len(directory.by_party_key("YGA01-0000100")) == 5
+
+
+def _raw() -> dict:  # type: ignore[type-arg]
+    text = (Path(__file__).parents[2] / "mhs/directory/default-topology.yaml").read_text()
+    data = yaml.safe_load(text)
+    assert isinstance(data, dict)
+    return data
+
+
+def _write(tmp_path: Path, data: object, name: str = "topology.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda d: d["mhs"][0]["instances"][2].__setitem__("asid", "12345"),
+         "mhs[0] (datacentre).instances[2] (Hosted practice 3).asid: String should match pattern"),
+        (lambda d: d["mhs"][0]["instances"][3].__setitem__("asid", "918000000001"),
+         "ASID 918000000001 is already used by datacentre/Hosted practice 1"),
+        (lambda d: d["mhs"][0]["instances"][0]["interactions"].append("NOPE_IN000000UK01"),
+         "unknown interaction 'NOPE_IN000000UK01'"),
+        (lambda d: d["mhs"][0]["instances"][1].pop("credential"),
+         "(Hosted practice 2) is hosted here but has no credential"),
+        (lambda d: d["interactions"]["RCMR_IN010000UK05"]["reliability"].__setitem__("retry_interval", "60"),
+         "interactions.RCMR_IN010000UK05.reliability.retry_interval: '60' is not an ISO-8601 duration"),
+        (lambda d: d["agreement_groups"].append(["A80001", "Q99999"]),
+         "unknown ODS code 'Q99999'"),
+        (lambda d: d["mhs"][1].pop("party_key"),
+         "(Remote practice 1) has no party_key and the MHS has no shared party_key"),
+        (lambda d: d["mhs"][0].__setitem__("hosted", False),
+         "no MHS is marked hosted: true"),
+        (lambda d: d["mhs"][0]["instances"][0].__setitem__("colour", "blue"),
+         "mhs[0] (datacentre).instances[0] (Hosted practice 1).colour: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_topology_names_file_entry_and_problem(tmp_path: Path, mutate: object, expected: str) -> None:
+    data = _raw()
+    mutate(data)  # type: ignore[operator]
+    path = _write(tmp_path, data)
+    with pytest.raises(TopologyError) as caught:
+        load_topology(path)
+    message = str(caught.value)
+    assert message.startswith(str(path))
+    assert expected in message
+
+
+def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(TopologyError, match="cannot read"):
+        load_topology(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("mhs: [unclosed")
+    with pytest.raises(TopologyError, match="not valid YAML/JSON"):
+        load_topology(bad)
+    listy = tmp_path / "list.json"
+    listy.write_text("[1, 2]")
+    with pytest.raises(TopologyError, match="expected a mapping"):
+        load_topology(listy)
+
+
+def test_json_topology_loads(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(_raw()))
+    assert len(list(load_topology(path).parties)) == 32
+
+
+def test_generated_sizes_scale() -> None:
+    directory = Directory(generate_topology(1000, 250))
+    assert sum(1 for p in directory.parties if p.hosted) == 1000
+    assert directory.by_asid("918000001000") is not None
