@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 RetryCountMode = Literal["retries", "attempts"]
@@ -31,13 +31,28 @@ class Settings(BaseSettings):
     spine_proxy_port: int = Field(default=8081, ge=0, le=65535)
     inbound_port: int = Field(default=8082, ge=0, le=65535)
     worker_port: int = Field(default=8083, ge=0, le=65535, description="worker health port")
+    gp_provider_port: int = Field(default=8085, ge=0, le=65535)
 
     spine_proxy_url: str = Field(default="http://127.0.0.1:8081", pattern=r"^https?://")
     endpoint_overrides: dict[str, str] = Field(
         default_factory=dict,
         description="MHS name -> inbound URL, replacing the topology's registered endpoint",
     )
+    gpconnect_overrides: dict[str, str] = Field(
+        default_factory=dict,
+        description="MHS name -> GP Connect provider base URL, replacing the topology's",
+    )
 
+    state_url: str | None = Field(
+        default=None,
+        description="redis://host:6379/0 for the shared state store (duplicate elimination "
+        "across inbound replicas and restarts); unset for the in-process one",
+    )
+    connection_name: str = Field(
+        default="mhs",
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="prefix of the broker connection names (<prefix>-<role>)",
+    )
     queue_prefix: str = Field(default="mhs.", pattern=r"^[A-Za-z0-9_.:-]*$")
     queue_type: Literal["quorum", "classic"] = "quorum"
     delivery_limit: int = Field(default=20, ge=1)
@@ -48,13 +63,78 @@ class Settings(BaseSettings):
         description="'retries': nhsMHSRetries counts retries after the first send "
         "(the NHS adaptor); 'attempts': it counts every send (SpineTools)",
     )
+    inprocess_retry_max_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="retry waits up to this long are slept in the worker; longer ones wait "
+        "in a delay queue",
+    )
+    dedup_pending_ttl_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="how long an inbound claim on a message id holds while it is published; "
+        "longer than any publish can take",
+    )
+    sync_async_timeout_s: float = Field(
+        default=20.0,
+        gt=0,
+        le=3600,
+        description="wait-for-response: true: how long the outbound MHS holds the request "
+        "for the reply (the NHS adaptor polls for about 20 s)",
+    )
+    spine_org_code: str = Field(
+        default="YES",
+        pattern=r"^[A-Z0-9]{3,8}$",
+        description="Spine's ODS code: the recipient of a request without an ods-code",
+    )
+    status_ttl_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="how long each message's status timeline (GET /messages/{id}) is kept "
+        "after its last step (default: past the longest persist duration, PT5M); 0: no "
+        "timelines are recorded",
+    )
     delivery_timeout_s: float = Field(default=10.0, gt=0, description="worker -> proxy")
     forward_timeout_s: float = Field(default=10.0, gt=0, description="proxy -> inbound")
     shutdown_timeout_s: float = Field(default=15.0, gt=0)
     max_request_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
+    jwt_timing: Literal["strict", "lenient"] = Field(
+        default="strict",
+        description="'strict': exp = iat + 300 exactly, iat not beyond now + leeway (the "
+        "provider test suite); 'lenient': iat unchecked, exp within 300 s of it",
+    )
+    jwt_leeway_s: float = Field(default=600.0, ge=0, description="JWT clock-skew allowance")
+    tls_cert: Path | None = Field(
+        default=None, description="PEM certificate chain: TLS mutual authentication when set"
+    )
+    tls_key: Path | None = Field(default=None, description="PEM private key of tls_cert")
+    tls_ca: Path | None = Field(default=None, description="PEM CA bundle peers are checked against")
+    spine_proxy_fqdn: str = Field(
+        default="spine-proxy.mhs.local",
+        description="the name inbound and GP Connect providers require on the proxy's certificate",
+    )
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["json", "console"] = "json"
+    log_format: Literal["json", "console", "ecs"] = Field(
+        default="json", description="json (docs/log-schema.md), ecs (Elastic), console"
+    )
+    metrics_instance_labels: bool = Field(
+        default=True,
+        description="label per-instance metrics with ASIDs (bounded by the topology); "
+        "false for very large topologies",
+    )
+
+    @field_validator("state_url")
+    @classmethod
+    def _state_scheme(cls, value: str | None) -> str | None:
+        if value in (None, "", "memory://"):
+            return None
+        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(
+                "state_url must start with redis://, rediss:// or unix:// (or be unset)"
+            )
+        return value
 
     @field_validator("broker_url")
     @classmethod
@@ -64,6 +144,18 @@ class Settings(BaseSettings):
         if urlsplit(value).scheme not in ("amqp", "amqps"):
             raise ValueError("broker_url must start with amqp:// or amqps:// (or be unset)")
         return value
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> Settings:
+        given = [self.tls_cert, self.tls_key, self.tls_ca]
+        if any(given) and not all(given):
+            raise ValueError("tls_cert, tls_key and tls_ca go together: set all three or none")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """Whether TLS mutual authentication is on."""
+        return self.tls_cert is not None
 
     def queue(self, name: str) -> str:
         """A queue name in this deployment's namespace."""
@@ -80,12 +172,34 @@ class Settings(BaseSettings):
     def inbound_queue(self, asid: str) -> str:
         return self.queue(f"inbound.{asid}")
 
+    def reply_queue(self, replica: str) -> str:
+        """Where replies for the requests one outbound replica holds (wait-for-response) go."""
+        return self.queue(f"replies.{replica}")
+
+    @property
+    def unclaimed_replies_queue(self) -> str:
+        """Where replies no outbound replica took in time go, to reach their instance's queue."""
+        return self.queue("replies.unclaimed")
+
+    def delay_queue(self, delay_ms: int) -> str:
+        """Where outbound messages wait ``delay_ms`` before going back to the outbound queue."""
+        return self.queue(f"delay.{delay_ms}")
+
     def redacted(self) -> dict[str, Any]:
-        """The settings as printable data, with passwords removed."""
-        data = self.model_dump(mode="json")
-        if self.broker_url:
-            data["broker_url"] = redact_url(self.broker_url)
-        return data
+        """The settings as printable data, with the password of every URL in them removed
+        (broker, state store, endpoint overrides) and secret fields masked."""
+        redacted: dict[str, Any] = _redact(self.model_dump(mode="json"))
+        return redacted
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, str) and "@" in value:
+        return redact_url(value)
+    if isinstance(value, dict):
+        return {key: _redact(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redact(item) for item in value]
+    return value
 
 
 def redact_url(url: str) -> str:

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real RabbitMQ, unique names, and the wire samples folder."""
+"""Shared fixtures: the real RabbitMQ and Redis, unique names, and the wire samples folder."""
 
 from __future__ import annotations
 
@@ -31,6 +31,24 @@ def rabbitmq_url() -> str:
         if os.environ.get("MHS_REQUIRE_BROKER") == "1":
             pytest.fail(message + " (MHS_REQUIRE_BROKER=1)")
         pytest.skip(message + "; start it with `rabbitmq-server -detached`")
+    return url
+
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The real Redis's URL. Fails (never skips) when MHS_REQUIRE_REDIS=1 and it is down."""
+    url = os.environ.get("MHS_TEST_REDIS_URL", DEFAULT_REDIS_URL)
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), 2).close()
+    except OSError:
+        message = f"Redis is not reachable at {url}"
+        if os.environ.get("MHS_REQUIRE_REDIS") == "1":
+            pytest.fail(message + " (MHS_REQUIRE_REDIS=1)")
+        pytest.skip(message + "; start it with `redis-server --daemonize yes`")
     return url
 
 

@@ -49,5 +49,22 @@ CATALOGUE: dict[str, dict[str, Any]] = {
         "sync_async": True,
         "description": "SCR document list request",
         "reliability": _EXPRESS,
+        "reply": "QUPC_IN160102UK05",
     },
+    "QUPC_IN160102UK05": {
+        "service": "urn:nhs:names:services:psisquery",
+        "pattern": "async-express",
+        "description": "SCR document list response (Spine's reply to QUPC_IN160101UK05)",
+        "reliability": _EXPRESS,
+    },
+}
+
+# Spine itself, for its own services (the SCR): the party an SCR query goes to when the
+# request names no ods-code, as the NHS adaptor defaults to MHS_SPINE_ORG_CODE.
+SPINE: dict[str, Any] = {
+    "name": "Spine",
+    "ods_code": "YES",
+    "asid": "990000000806",
+    "party_key": "YES-0000806",
+    "interactions": ["REPC_IN150016UK05", "QUPC_IN160101UK05", "QUPC_IN160102UK05"],
 }

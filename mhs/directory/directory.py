@@ -8,8 +8,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import combinations
+from urllib.parse import urlsplit
 
-from mhs.directory.model import Interaction, Mhs, Topology
+from mhs.directory.model import Interaction, Mhs, Spine, Topology
+
+SPINE_MHS = "spine"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +28,10 @@ class Party:
     hosted: bool
     endpoint: str
     interactions: frozenset[str]
+    fqdn: str
+    gpconnect_endpoint: str | None
+    # Spine itself: the Spine proxy answers for it rather than forwarding to an endpoint.
+    spine: bool = False
 
     def accredited_for(self, interaction_id: str) -> bool:
         return interaction_id in self.interactions
@@ -60,6 +67,8 @@ class Directory:
                     hosted=mhs.hosted,
                     endpoint=mhs.endpoint,
                     interactions=frozenset(instance.interactions),
+                    fqdn=mhs.fqdn or urlsplit(mhs.endpoint).hostname or "",
+                    gpconnect_endpoint=mhs.gpconnect_endpoint,
                 )
                 self._by_asid[party.asid] = party
                 self._by_ods[party.ods_code].append(party)
@@ -68,6 +77,14 @@ class Directory:
                     secret = instance.credential.get_secret_value()
                     self._credentials[_digest(secret)] = (secret, party)
                     self._credential_by_asid[party.asid] = secret
+        self._practices = dict(self._by_asid)
+        self.spine = _spine_party(topology.spine) if topology.spine is not None else None
+        if self.spine is not None:
+            # Found by ASID, ODS code and party key like any system, but not one of `parties`
+            # (the practices' systems): it has no queue and no inbound MHS.
+            self._by_asid[self.spine.asid] = self.spine
+            self._by_ods[self.spine.ods_code].append(self.spine)
+            self._by_party_key[self.spine.party_key].append(self.spine)
         self._pairs: set[frozenset[str]] = {frozenset(pair) for pair in topology.agreements}
         self._groups: dict[str, set[int]] = defaultdict(set)
         for index, group in enumerate(topology.agreement_groups):
@@ -76,7 +93,8 @@ class Directory:
 
     @property
     def parties(self) -> Iterable[Party]:
-        return self._by_asid.values()
+        """Every practice's system (Spine, if in the topology, is ``spine`` instead)."""
+        return self._practices.values()
 
     @property
     def interactions(self) -> Mapping[str, Interaction]:
@@ -120,6 +138,13 @@ class Directory:
                 return party
         return candidates[0]
 
+    def gpconnect_provider(self, ods_code: str) -> Party | None:
+        """The GP Connect provider system at ``ods_code`` (one per organisation), or None."""
+        for party in self._by_ods.get(ods_code, ()):
+            if party.gpconnect_endpoint is not None:
+                return party
+        return None
+
     def mhs(self, name: str) -> Mhs | None:
         return self._mhs.get(name)
 
@@ -128,8 +153,11 @@ class Directory:
         return next(mhs for mhs in self.topology.mhs if mhs.hosted)
 
     def has_agreement(self, ods_a: str, ods_b: str) -> bool:
-        """A mutual data sharing agreement; an organisation always shares with itself."""
+        """A mutual data sharing agreement; an organisation always shares with itself, and
+        Spine's own services need none."""
         if ods_a == ods_b or frozenset((ods_a, ods_b)) in self._pairs:
+            return True
+        if self.spine is not None and self.spine.ods_code in (ods_a, ods_b):
             return True
         return bool(self._groups.get(ods_a, set()) & self._groups.get(ods_b, set()))
 
@@ -139,3 +167,20 @@ class Directory:
         for group in self.topology.agreement_groups:
             pairs.update(combinations(sorted(set(group)), 2))
         return sorted((a, b) for a, b in pairs)
+
+
+def _spine_party(spine: Spine) -> Party:
+    return Party(
+        name=spine.name,
+        ods_code=spine.ods_code,
+        asid=spine.asid,
+        party_key=spine.party_key,
+        cpa_id=spine.cpa_id or f"S{spine.asid}",
+        mhs=SPINE_MHS,
+        hosted=False,
+        endpoint="",
+        interactions=frozenset(spine.interactions),
+        fqdn="",
+        gpconnect_endpoint=None,
+        spine=True,
+    )

@@ -5,8 +5,20 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from mhs.directory.catalogue import CATALOGUE
+import yaml
+
+from mhs.directory.catalogue import CATALOGUE, SPINE
 from mhs.directory.model import Topology
+from mhs.gpconnect.interactions import GPCONNECT_INTERACTIONS
+
+STRUCTURED_RECORD = "urn:nhs:names:services:gpconnect:fhir:operation:gpc.getstructuredrecord-1"
+DEFAULT_TOPOLOGY_HEADER = """\
+# MHS Simulator default topology: a supplier datacentre hosting 24 GP practices behind one
+# MHS endpoint, and a second MHS with 8 remote practices. Practices share data within their
+# region of eight (agreement_groups) and not across regions. Spine itself receives its own
+# services (the SCR), answered by the Spine proxy. Credentials are for development only.
+# Copy this file, edit it and pass it with --topology FILE (or MHS_TOPOLOGY).
+"""
 
 REGION_SIZE = 8
 HOSTED_MHS = "datacentre"
@@ -33,6 +45,7 @@ def generate_topology(
     shared_party_key: bool = False,
     hosted_endpoint: str = "http://127.0.0.1:8082/reliablemessaging",
     remote_endpoint: str = "http://127.0.0.1:8084/reliablemessaging",
+    hosted_gpconnect: str | None = "http://127.0.0.1:8085",
 ) -> Topology:
     """A supplier datacentre of ``hosted`` practices and a second MHS of ``remote`` ones.
 
@@ -40,6 +53,10 @@ def generate_topology(
     nobody across regions does, so both kinds of pair exist. The last hosted practice is
     not accredited to send GP2GP EHR extracts, and the last remote one cannot receive
     large-message fragments, so the SSP's accreditation checks have work to do too.
+
+    Hosted practices are GP Connect consumers and providers (their provider service roots
+    live under ``hosted_gpconnect``), except that the last one cannot send or serve
+    structured records; remote practices take no part in GP Connect.
     """
     if hosted < 2:
         raise ValueError("a topology needs at least two hosted instances")
@@ -51,8 +68,11 @@ def generate_topology(
         ods = hosted_ods(n)
         groups[(n - 1) // REGION_SIZE].append(ods)
         interactions = everything
+        gpconnect = tuple(GPCONNECT_INTERACTIONS) if hosted_gpconnect else ()
         if n == hosted:
             interactions = tuple(i for i in everything if i != "RCMR_IN030000UK06")
+            gpconnect = tuple(i for i in gpconnect if i != STRUCTURED_RECORD)
+        interactions += gpconnect
         instance: dict[str, Any] = {
             "name": f"Hosted practice {n}",
             "ods_code": ods,
@@ -84,6 +104,8 @@ def generate_topology(
         "endpoint": hosted_endpoint,
         "instances": hosted_instances,
     }
+    if hosted_gpconnect:
+        hosted_mhs["gpconnect_endpoint"] = hosted_gpconnect
     if shared_party_key:
         hosted_mhs["party_key"] = "YGA01-0000100"
     mhs: list[dict[str, Any]] = [hosted_mhs]
@@ -100,7 +122,18 @@ def generate_topology(
     return Topology.model_validate(
         {
             "mhs": mhs,
+            "spine": SPINE,
             "agreement_groups": [group for group in groups if len(group) > 1],
             "interactions": CATALOGUE,
         }
     )
+
+
+def topology_yaml(topology: Topology, header: str = "") -> str:
+    """``topology`` as a topology file, credentials written out."""
+    data = topology.model_dump(mode="json", exclude_none=True)
+    for mhs, model in zip(data["mhs"], topology.mhs, strict=True):
+        for instance, source in zip(mhs["instances"], model.instances, strict=True):
+            if source.credential is not None:
+                instance["credential"] = source.credential.get_secret_value()
+    return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

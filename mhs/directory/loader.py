@@ -60,10 +60,7 @@ def load_topology(path: Path | None = None) -> Directory:
         except OSError as error:
             raise TopologyError(f"{source}: cannot read: {error.strerror}") from None
     try:
-        if source.endswith(".json"):
-            raw = json.loads(text)
-        else:
-            raw = yaml.safe_load(text)
+        raw = json.loads(text) if source.endswith(".json") else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as error:
         raise TopologyError(f"{source}: not valid YAML/JSON: {error}") from None
     if not isinstance(raw, dict):

@@ -17,9 +17,15 @@ from pydantic import (
     model_validator,
 )
 
-ASID_PATTERN = r"^\d{12}$"
+from mhs.gpconnect.interactions import GPCONNECT_INTERACTIONS
+
+ASID_PATTERN = r"^[0-9]{12}$"
 ODS_PATTERN = r"^[A-Z0-9]{3,8}$"
-PARTY_KEY_PATTERN = r"^[A-Z0-9]{3,8}-\d{6,7}$"
+PARTY_KEY_PATTERN = r"^[A-Z0-9]{3,8}-[0-9]{6,7}$"
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+FQDN_PATTERN = rf"^{_LABEL}(\.{_LABEL})*$"
+# A base URL without a trailing slash: service roots are this plus /<ODS>/STU3/1/<segment>.
+BASE_URL_PATTERN = r"^https?://[^/?#\s]+(/[^?#\s]*[^/?#\s])?$"
 
 Pattern = Literal["async-express", "async-reliable", "forward-reliable"]
 AlwaysNever = Literal["always", "never"]
@@ -39,7 +45,7 @@ def _iso_duration(value: object) -> object:
 IsoDuration = Annotated[
     timedelta,
     BeforeValidator(_iso_duration),
-    PlainSerializer(lambda d: isodate.duration_isoformat(d), return_type=str),
+    PlainSerializer(isodate.duration_isoformat, return_type=str),
 ]
 
 
@@ -66,6 +72,10 @@ class Interaction(_Strict):
     sync_async: bool = False
     description: str = ""
     reliability: Reliability
+    reply: str | None = Field(
+        default=None,
+        description="the interaction Spine answers with when Spine itself receives this one",
+    )
 
 
 class Instance(_Strict):
@@ -86,6 +96,17 @@ class Mhs(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     hosted: bool
     endpoint: str = Field(pattern=r"^https?://")
+    fqdn: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=FQDN_PATTERN,
+        description="the name on this MHS's TLS certificate (default: the endpoint's host)",
+    )
+    gpconnect_endpoint: str | None = Field(
+        default=None,
+        pattern=BASE_URL_PATTERN,
+        description="base URL of its instances' GP Connect provider service roots",
+    )
     party_key: str | None = Field(default=None, pattern=PARTY_KEY_PATTERN)
     instances: tuple[Instance, ...]
 
@@ -104,19 +125,55 @@ class Mhs(_Strict):
         return self
 
 
+class Spine(_Strict):
+    """Spine itself as a party: the receiver of Spine's own services (an SCR query, say).
+
+    The Spine proxy simulator answers for it, as Spine's MHS would, so it has no endpoint.
+    """
+
+    name: str = Field(default="Spine", min_length=1)
+    ods_code: str = Field(pattern=ODS_PATTERN)
+    asid: str = Field(pattern=ASID_PATTERN)
+    party_key: str = Field(pattern=PARTY_KEY_PATTERN)
+    cpa_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9]{4,40}$")
+    interactions: tuple[str, ...]
+
+
 class Topology(_Strict):
     """The whole topology file."""
 
     mhs: tuple[Mhs, ...] = Field(min_length=1)
+    spine: Spine | None = None
     agreements: tuple[tuple[str, str], ...] = ()
     agreement_groups: tuple[tuple[str, ...], ...] = ()
     interactions: dict[str, Interaction] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _cross_references(self) -> Topology:
+        if not any(mhs.hosted for mhs in self.mhs):
+            raise ValueError("no MHS is marked hosted: true")
+        ods_codes = self._unique_identities()
+        for pair in self.agreements:
+            for ods in pair:
+                if ods not in ods_codes:
+                    raise ValueError(f"agreement {list(pair)} names unknown ODS code {ods!r}")
+        for group in self.agreement_groups:
+            for ods in group:
+                if ods not in ods_codes:
+                    raise ValueError(f"agreement group names unknown ODS code {ods!r}")
+        for name, interaction in self.interactions.items():
+            if interaction.reply is not None and interaction.reply not in self.interactions:
+                raise ValueError(
+                    f"interactions.{name}.reply: unknown interaction {interaction.reply!r}"
+                )
+        return self
+
+    def _unique_identities(self) -> set[str]:
+        """Check names, ASIDs, party keys and credentials are unique and interactions known;
+        return every ODS code."""
         asids: dict[str, str] = {}
         party_keys: dict[str, str] = {}
-        credentials: set[str] = set()
+        credentials: dict[str, str] = {}
         ods_codes: set[str] = set()
         names: set[str] = set()
         for mhs in self.mhs:
@@ -134,22 +191,23 @@ class Topology(_Strict):
                     secret = instance.credential.get_secret_value()
                     if secret in credentials:
                         raise ValueError(f"{where}: credential is shared with another instance")
-                    credentials.add(secret)
+                    credentials[secret] = where
                 ods_codes.add(instance.ods_code)
-                for interaction in instance.interactions:
-                    if interaction not in self.interactions:
-                        raise ValueError(f"{where}: unknown interaction {interaction!r}")
-        if not any(mhs.hosted for mhs in self.mhs):
-            raise ValueError("no MHS is marked hosted: true")
-        for pair in self.agreements:
-            for ods in pair:
-                if ods not in ods_codes:
-                    raise ValueError(f"agreement {list(pair)} names unknown ODS code {ods!r}")
-        for group in self.agreement_groups:
-            for ods in group:
-                if ods not in ods_codes:
-                    raise ValueError(f"agreement group names unknown ODS code {ods!r}")
-        return self
+                self._known_interactions(where, instance.interactions)
+        if self.spine is not None:
+            spine = self.spine
+            _claim(asids, spine.asid, "spine", "ASID")
+            _claim(party_keys, spine.party_key, "spine", "party key")
+            if spine.ods_code in ods_codes:
+                raise ValueError(f"spine: ODS code {spine.ods_code} is also a practice's")
+            self._known_interactions("spine", spine.interactions)
+        return ods_codes
+
+    def _known_interactions(self, where: str, interactions: tuple[str, ...]) -> None:
+        known = self.interactions.keys() | GPCONNECT_INTERACTIONS.keys()
+        unknown = [i for i in interactions if i not in known]
+        if unknown:
+            raise ValueError(f"{where}: unknown interaction {unknown[0]!r}")
 
 
 def _claim(seen: dict[str, str], value: str, where: str, what: str) -> None:

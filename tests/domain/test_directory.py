@@ -63,8 +63,13 @@ def test_recipient_prefers_an_accredited_system() -> None:
     topology = generate_topology(4, 0)
     raw = topology.model_dump(mode="json")
     first = raw["mhs"][0]["instances"][0]
-    second = dict(first, name="Second system", asid="918000000099",
-                  party_key="A80001-0000099", credential="another-credential-0001")
+    second = dict(
+        first,
+        name="Second system",
+        asid="918000000099",
+        party_key="A80001-0000099",
+        credential="another-credential-0001",
+    )
     first["interactions"] = ["MCCI_IN010000UK13"]
     raw["mhs"][0]["instances"].append(second)
     for mhs, original in zip(raw["mhs"], topology.mhs, strict=True):
@@ -99,27 +104,46 @@ def _write(tmp_path: Path, data: object, name: str = "topology.yaml") -> Path:
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda d: d["mhs"][0]["instances"][2].__setitem__("asid", "12345"),
-         "mhs[0] (datacentre).instances[2] (Hosted practice 3).asid: String should match pattern"),
-        (lambda d: d["mhs"][0]["instances"][3].__setitem__("asid", "918000000001"),
-         "ASID 918000000001 is already used by datacentre/Hosted practice 1"),
-        (lambda d: d["mhs"][0]["instances"][0]["interactions"].append("NOPE_IN000000UK01"),
-         "unknown interaction 'NOPE_IN000000UK01'"),
-        (lambda d: d["mhs"][0]["instances"][1].pop("credential"),
-         "(Hosted practice 2) is hosted here but has no credential"),
-        (lambda d: d["interactions"]["RCMR_IN010000UK05"]["reliability"].__setitem__("retry_interval", "60"),
-         "interactions.RCMR_IN010000UK05.reliability.retry_interval: '60' is not an ISO-8601 duration"),
-        (lambda d: d["agreement_groups"].append(["A80001", "Q99999"]),
-         "unknown ODS code 'Q99999'"),
-        (lambda d: d["mhs"][1].pop("party_key"),
-         "(Remote practice 1) has no party_key and the MHS has no shared party_key"),
-        (lambda d: d["mhs"][0].__setitem__("hosted", False),
-         "no MHS is marked hosted: true"),
-        (lambda d: d["mhs"][0]["instances"][0].__setitem__("colour", "blue"),
-         "mhs[0] (datacentre).instances[0] (Hosted practice 1).colour: Extra inputs are not permitted"),
+        (
+            lambda d: d["mhs"][0]["instances"][2].__setitem__("asid", "12345"),
+            "mhs[0] (datacentre).instances[2] (Hosted practice 3).asid: "
+            "String should match pattern",
+        ),
+        (
+            lambda d: d["mhs"][0]["instances"][3].__setitem__("asid", "918000000001"),
+            "ASID 918000000001 is already used by datacentre/Hosted practice 1",
+        ),
+        (
+            lambda d: d["mhs"][0]["instances"][0]["interactions"].append("NOPE_IN000000UK01"),
+            "unknown interaction 'NOPE_IN000000UK01'",
+        ),
+        (
+            lambda d: d["mhs"][0]["instances"][1].pop("credential"),
+            "(Hosted practice 2) is hosted here but has no credential",
+        ),
+        (
+            lambda d: d["interactions"]["RCMR_IN010000UK05"]["reliability"].__setitem__(
+                "retry_interval", "60"
+            ),
+            "interactions.RCMR_IN010000UK05.reliability.retry_interval: "
+            "'60' is not an ISO-8601 duration",
+        ),
+        (lambda d: d["agreement_groups"].append(["A80001", "Q99999"]), "unknown ODS code 'Q99999'"),
+        (
+            lambda d: d["mhs"][1].pop("party_key"),
+            "(Remote practice 1) has no party_key and the MHS has no shared party_key",
+        ),
+        (lambda d: d["mhs"][0].__setitem__("hosted", False), "no MHS is marked hosted: true"),
+        (
+            lambda d: d["mhs"][0]["instances"][0].__setitem__("colour", "blue"),
+            "mhs[0] (datacentre).instances[0] (Hosted practice 1).colour: "
+            "Extra inputs are not permitted",
+        ),
     ],
 )
-def test_bad_topology_names_file_entry_and_problem(tmp_path: Path, mutate: object, expected: str) -> None:
+def test_bad_topology_names_file_entry_and_problem(
+    tmp_path: Path, mutate: object, expected: str
+) -> None:
     data = _raw()
     mutate(data)  # type: ignore[operator]
     path = _write(tmp_path, data)

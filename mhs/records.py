@@ -1,0 +1,67 @@
+"""Message shapes on our queues and in the outbound API."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+# EIS Part 2 §2.5.4.2, as the NHS adaptor enforces it.
+AttachmentContentType = Literal[
+    "text/plain",
+    "text/html",
+    "application/pdf",
+    "text/xml",
+    "application/xml",
+    "text/rtf",
+    "audio/basic",
+    "audio/mpeg",
+    "image/png",
+    "image/gif",
+    "image/jpeg",
+    "image/tiff",
+    "video/mpeg",
+    "application/msword",
+    "application/octet-stream",
+]
+MAX_PAYLOAD_CHARS = 5_000_000
+MAX_ATTACHMENTS = 98
+
+
+class AttachmentIn(BaseModel):
+    """An attachment as the NHS adaptor's outbound API takes it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    is_base64: StrictBool
+    content_type: AttachmentContentType
+    payload: str = Field(max_length=MAX_PAYLOAD_CHARS)
+    description: str = Field(min_length=1, max_length=100)
+
+
+class OutboundRequest(BaseModel):
+    """The JSON body of ``POST /`` on the outbound MHS."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    payload: str = Field(min_length=1, max_length=MAX_PAYLOAD_CHARS)
+    attachments: tuple[AttachmentIn, ...] = Field(default=(), max_length=MAX_ATTACHMENTS)
+
+
+class OutboundRecord(BaseModel):
+    """What the outbound MHS queues for the delivery workers: identities already stamped."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    message_id: str
+    correlation_id: str
+    interaction_id: str
+    from_asid: str
+    from_party_key: str
+    from_ods: str
+    to_asid: str
+    to_party_key: str
+    to_ods: str
+    payload: str
+    attachments: tuple[AttachmentIn, ...] = ()
+    accepted_at: float
