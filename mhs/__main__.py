@@ -1,0 +1,3 @@
+from mhs.cli.main import main
+
+main()

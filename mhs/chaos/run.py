@@ -1,0 +1,429 @@
+"""A chaos run: traffic through every fault, each alone and then all together, and counts.
+
+Every accepted message must end delivered exactly once, or rejected, dead-lettered or
+expired with its sender told; ``lost`` and ``duplicates`` must be 0. Counts come from what
+arrived on the instances' queues, never from the roles' own word.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+from mhs.broker.factory import create_broker
+from mhs.chaos.cluster import EXHAUSTING, EXPIRING, ChaosCluster, ChaosConfig
+from mhs.chaos.tally import Observer, Tally
+from mhs.chaos.tap import TapFaults
+from mhs.directory import Directory, Party
+from mhs.simulate.plan import Planned, plan_traffic
+
+PHASES = (
+    "worker-kills",
+    "connection-closes",
+    "proxy-faults",
+    "inbound-outage",
+    "duplicates",
+    "all-together",
+)
+# Which faults each phase injects.
+FAULTS: dict[str, frozenset[str]] = {
+    "worker-kills": frozenset({"kills"}),
+    "connection-closes": frozenset({"closes"}),
+    "proxy-faults": frozenset({"proxy"}),
+    "inbound-outage": frozenset({"outage"}),
+    "duplicates": frozenset({"duplicates"}),
+    "all-together": frozenset({"kills", "closes", "proxy", "outage", "duplicates"}),
+}
+PROXY_FAULTS: list[dict[str, Any]] = [
+    {"kind": "http-status", "status": 500, "rate": 0.06, "attempts": 1},
+    {"kind": "http-status", "status": 503, "rate": 0.06, "attempts": 2},
+    {"kind": "soap-fault", "code": "206", "rate": 0.06, "attempts": 2},
+    {"kind": "timeout", "rate": 0.02, "attempts": 1},
+]
+Log = Callable[[str], None]
+
+
+@dataclass
+class ChaosOptions:
+    """How much traffic, and how hard to hit it."""
+
+    messages: int = 600
+    phases: tuple[str, ...] = PHASES
+    send_seconds: float = 5.0
+    concurrency: int = 32
+    kills: int = 3
+    closes: int = 2
+    outage_s: float | None = None
+    duplicate_share: float = 0.15
+    drop_ack_share: float = 0.05
+    kill_latency_s: float = 0.3
+    settle_timeout_s: float = 120.0
+    seed: int = 1
+
+
+@dataclass
+class Doomed:
+    """Traffic the always-on proxy faults of the proxy phases can never get through."""
+
+    expiring_to: Party
+    exhausting_to: Party
+    rules: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def pick(cls, directory: Directory) -> Doomed:
+        hosted = [p for p in directory.parties if p.hosted]
+        expiring, exhausting = hosted[4], hosted[5]
+        return cls(
+            expiring,
+            exhausting,
+            [
+                {
+                    "kind": "http-status",
+                    "status": 503,
+                    "to_asid": expiring.asid,
+                    "interaction_id": EXPIRING,
+                },
+                {
+                    "kind": "soap-fault",
+                    "code": "206",
+                    "to_asid": exhausting.asid,
+                    "interaction_id": EXHAUSTING,
+                },
+            ],
+        )
+
+    def expect(self, planned: Planned, *, active: bool) -> str:
+        if planned.expect == "reject":
+            return "rejected"
+        if not active:
+            return "delivered"
+        to, interaction = planned.recipient.asid, planned.interaction_id
+        if (to, interaction) == (self.expiring_to.asid, EXPIRING):
+            return "expired"
+        if (to, interaction) == (self.exhausting_to.asid, EXHAUSTING):
+            return "dead-lettered"
+        return "delivered"
+
+
+@dataclass
+class Sender:
+    """Sends as a hosted instance's system would: a 503 (nothing accepted) is sent again
+    with the same Message-Id until accepted."""
+
+    session: aiohttp.ClientSession
+    url: str
+    directory: Directory
+    tally: Tally
+    counts: Counter[str] = field(default_factory=Counter)
+
+    async def send(self, planned: Planned) -> None:
+        token = self.directory.credential_for(planned.sender.asid)
+        assert token is not None, "plan_traffic only sends from hosted instances"
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Interaction-Id": planned.interaction_id,
+            "Message-Id": planned.message_id,
+            "Correlation-Id": planned.message_id,
+            "wait-for-response": "false",
+            "ods-code": planned.recipient.ods_code,
+            "to-asid": planned.recipient.asid,
+            "Content-Type": "application/json",
+        }
+        body = orjson.dumps({"payload": planned.payload()})
+        for _ in range(120):
+            try:
+                async with self.session.post(self.url + "/", data=body, headers=headers) as answer:
+                    await answer.read()
+                    status: int | None = answer.status
+            except (aiohttp.ClientError, TimeoutError):
+                status = None
+            if status == 202:
+                self.tally.accepted.add(planned.message_id)
+                return
+            if status not in (None, 503):
+                self.counts[f"refused_{status}"] += 1
+                return
+            self.counts["sent_again_after_503"] += 1
+            await asyncio.sleep(0.25)
+        self.counts["never_accepted"] += 1
+
+
+class Run:
+    """One chaos run over a started cluster."""
+
+    def __init__(
+        self,
+        cluster: ChaosCluster,
+        options: ChaosOptions,
+        tally: Tally,
+        sender: Sender,
+        log: Log,
+    ) -> None:
+        self.cluster = cluster
+        self.options = options
+        self.tally = tally
+        self.sender = sender
+        self.log = log
+        self.doomed = Doomed.pick(cluster.directory)
+        self.expected: dict[str, str] = {}
+        self.injected: Counter[str] = Counter()
+
+    def outage_s(self) -> float:
+        if self.options.outage_s is not None:
+            return self.options.outage_s
+        longest = max(
+            i.reliability.retry_interval.total_seconds()
+            for i in self.cluster.directory.interactions.values()
+        )
+        return max(3.0, 2 * longest)
+
+    async def phase(self, name: str, planned: list[Planned]) -> dict[str, Any]:
+        faults = FAULTS[name]
+        options = self.options
+        tap = self.cluster.tap
+        before_tap = Counter(tap.counts)
+        before = Counter(self.injected)
+        for p in planned:
+            self.expected[p.message_id] = self.doomed.expect(p, active="proxy" in faults)
+        if "proxy" in faults:
+            await self.cluster.set_proxy_faults([*PROXY_FAULTS, *self.doomed.rules])
+        tap.faults = TapFaults(
+            duplicate_share=options.duplicate_share if "duplicates" in faults else 0.0,
+            drop_ack_share=options.drop_ack_share if "duplicates" in faults else 0.0,
+            # Latency keeps messages in flight in the workers when they are killed.
+            latency_s=options.kill_latency_s if "kills" in faults else 0.0,
+        )
+        started = time.monotonic()
+        self.log(f"phase {name}: {len(planned)} messages")
+        actions = [self._send_all(planned)]
+        if "kills" in faults:
+            actions.append(self._kills(started))
+        if "closes" in faults:
+            actions.append(self._closes(started))
+        if "outage" in faults:
+            actions.append(self._outage(started))
+        await asyncio.gather(*actions)
+        tap.faults = TapFaults()
+        sent = [p.message_id for p in planned if p.message_id in self.tally.accepted]
+        missing = await self.tally.wait_settled(sent, within_s=options.settle_timeout_s)
+        if "proxy" in faults:
+            await self.cluster.clear_proxy_faults()
+        outcome = summarise([p.message_id for p in planned], self.tally, self.expected)
+        outcome.update(
+            phase=name,
+            seconds=round(time.monotonic() - started, 1),
+            unsettled_after_timeout=len(missing),
+            injected={
+                **(self.injected - before),
+                **{
+                    f"tap_{k}": v
+                    for k, v in (Counter(tap.counts) - before_tap).items()
+                    if k != "received"
+                },
+            },
+        )
+        return outcome
+
+    async def _send_all(self, planned: list[Planned]) -> None:
+        """Send at an even pace over ``send_seconds``, so the faults meet traffic in flow."""
+        gate = asyncio.Semaphore(self.options.concurrency)
+        started = time.monotonic()
+        step = self.options.send_seconds / max(1, len(planned))
+
+        async def one(index: int, p: Planned) -> None:
+            await asyncio.sleep(max(0.0, started + index * step - time.monotonic()))
+            async with gate:
+                await self.sender.send(p)
+
+        await asyncio.gather(*(one(index, p) for index, p in enumerate(planned)))
+
+    async def _at(self, started: float, fraction: float) -> None:
+        await asyncio.sleep(
+            max(0.0, started + self.options.send_seconds * fraction - time.monotonic())
+        )
+
+    async def _kills(self, started: float) -> None:
+        kills = self.options.kills
+        worker = self.cluster.named("worker-1")[0]
+        for n in range(kills):
+            await self._at(started, (n + 1) / (kills + 1))
+            await worker.kill()
+            self.injected["worker_kills"] += 1
+            self.log(f"  killed {worker.name} (SIGKILL)")
+            await asyncio.sleep(0.3)
+            await worker.start()
+
+    async def _closes(self, started: float) -> None:
+        closes = self.options.closes
+        for n in range(closes):
+            await self._at(started, (n + 0.5) / closes)
+            closed = await self.cluster.close_broker_connections()
+            self.injected["connection_close_rounds"] += 1
+            self.injected["connections_closed"] += len(closed)
+            self.log(f"  closed {len(closed)} broker connections from the server side")
+
+    async def _outage(self, started: float) -> None:
+        await self._at(started, 0.3)
+        replicas = self.cluster.named("inbound")
+        down = time.monotonic()
+        await asyncio.gather(*(replica.stop() for replica in replicas))
+        self.log(f"  inbound down ({len(replicas)} replicas)")
+        await asyncio.sleep(max(0.0, down + self.outage_s() - time.monotonic()))
+        await asyncio.gather(*(replica.start() for replica in replicas))
+        self.injected["inbound_outages"] += 1
+        self.injected["inbound_down_ms"] += round((time.monotonic() - down) * 1000)
+        self.log(f"  inbound back after {time.monotonic() - down:.1f}s")
+
+
+def summarise(message_ids: Iterable[str], tally: Tally, expected: dict[str, str]) -> dict[str, Any]:
+    """Counts over ``message_ids``: how each accepted one ended, and what went wrong."""
+    counts: Counter[str] = Counter()
+    for message_id in message_ids:
+        if message_id not in tally.accepted:
+            counts["not_accepted"] += 1
+            counts["arrived_though_not_accepted"] += int(message_id in tally.arrivals)
+            continue
+        counts["accepted"] += 1
+        arrivals = tally.arrivals[message_id]
+        notices = tally.notices.get(message_id, [])
+        if arrivals:
+            ending = "delivered"
+            counts["duplicates"] += int(arrivals > 1)
+            counts["delivered_and_notified"] += int(bool(notices))
+        elif notices:
+            ending = notices[0]
+            counts["duplicate_notices"] += int(len(notices) > 1)
+        else:
+            ending = "lost"
+        counts[ending] += 1
+        counts["unexpected_outcomes"] += int(ending not in ("lost", expected.get(message_id)))
+    keys = ("accepted", "delivered", "rejected", "dead-lettered", "expired", "lost",
+            "duplicates", "not_accepted", "unexpected_outcomes", "delivered_and_notified",
+            "duplicate_notices", "arrived_though_not_accepted")  # fmt: skip
+    return {key.replace("-", "_"): counts[key] for key in keys}
+
+
+def observed(cluster: ChaosCluster) -> dict[str, Any]:
+    """What the roles' logs say they did about the faults."""
+    proxy = Counter(
+        f"{e.get('kind')}-{e.get('status') if e.get('kind') == 'http-status' else e.get('code')}"
+        if e.get("kind") in ("http-status", "soap-fault")
+        else str(e.get("kind"))
+        for e in cluster.log_events("spine-proxy")
+        if e.get("event") == "proxy.fault_injected"
+    )
+    workers = Counter(str(e.get("event")) for e in cluster.log_events("worker"))
+    delayed = sum(
+        1
+        for e in cluster.log_events("worker")
+        if e.get("event") == "delivery.retry_scheduled" and e.get("queue")
+    )
+    inbound = Counter(str(e.get("event")) for e in cluster.log_events("inbound"))
+    return {
+        "proxy_faults_injected": dict(proxy),
+        "deliveries_resumed_after_a_crash_or_lost_link": workers["delivery.resumed"],
+        "retries_in_worker": workers["delivery.retry_scheduled"] - delayed,
+        "retries_through_delay_queues": delayed,
+        "duplicates_dropped_at_inbound": inbound["inbound.duplicate_dropped"],
+        "copies_told_to_retry_while_another_was_publishing": inbound[
+            "inbound.duplicate_in_progress"
+        ],
+        "claims_not_settled": inbound["inbound.claim_not_settled"],
+    }
+
+
+async def chaos(
+    config: ChaosConfig, options: ChaosOptions, log: Log = lambda _: None
+) -> dict[str, Any]:
+    """Run every phase in ``options`` and return the summary (``ok`` says if it held)."""
+    unknown = set(options.phases) - set(PHASES)
+    if unknown:
+        raise ValueError(f"unknown phases {sorted(unknown)}: choose from {', '.join(PHASES)}")
+    cluster = ChaosCluster(config)
+    directory = cluster.directory
+    planned = plan_traffic(
+        directory, options.messages, refused_share=0.05, remote_share=0.0, seed=options.seed
+    )
+    observer_broker = create_broker(
+        config.broker_url, connection_name=f"observer-{config.connection_prefix}"
+    )
+    tally = Tally()
+    started = time.monotonic()
+    await observer_broker.start()
+    observer = Observer(
+        observer_broker, [cluster.settings.inbound_queue(p.asid) for p in directory.parties], tally
+    )
+    phases: list[dict[str, Any]] = []
+    try:
+        await observer.start()
+        log(f"starting the roles (logs in {config.workdir})")
+        await cluster.start()
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=options.concurrency),
+            timeout=aiohttp.ClientTimeout(total=30),
+        ) as session:
+            sender = Sender(session, cluster.outbound_url, directory, tally)
+            run = Run(cluster, options, tally, sender, log)
+            share = len(planned) // len(options.phases)
+            for index, name in enumerate(options.phases):
+                last = index == len(options.phases) - 1
+                chunk = planned[index * share : None if last else (index + 1) * share]
+                phases.append(await run.phase(name, chunk))
+        # Late copies would show here as duplicates: give them a moment to arrive.
+        await asyncio.sleep(1.0)
+        dead_letter_depth = await observer_broker.queue_depth(cluster.settings.dead_letter_queue)
+        exit_codes = await cluster.stop()
+    finally:
+        await observer.stop()
+        with contextlib.suppress(Exception):
+            await cluster.close()
+        with contextlib.suppress(Exception):
+            await cluster.remove_traces(observer_broker)
+        await observer_broker.stop()
+    summary = summarise((p.message_id for p in planned), tally, run.expected)
+    injected: dict[str, Any] = dict(run.injected)
+    injected.update(
+        {
+            f"tap_{k}": v
+            for k, v in cluster.tap.counts.items()
+            if k not in ("forwarded", "received")
+        },
+        proxy_fault_rules=(
+            [*PROXY_FAULTS, *run.doomed.rules]
+            if any("proxy" in FAULTS[name] for name in options.phases)
+            else []
+        ),
+        outage_s=run.outage_s(),
+    )
+    summary.update(
+        messages=len(planned),
+        injected=injected,
+        observed=observed(cluster),
+        sending=dict(sender.counts),
+        dead_letter_queue=dead_letter_depth,
+        graceful_exit_codes=exit_codes,
+        phases=phases,
+        elapsed_s=round(time.monotonic() - started, 1),
+        logs=str(config.workdir),
+    )
+    summary["ok"] = succeeded(summary)
+    return summary
+
+
+def succeeded(summary: dict[str, Any]) -> bool:
+    """Nothing lost, nothing delivered twice, every accepted message accounted for."""
+    ended = sum(summary[k] for k in ("delivered", "rejected", "dead_lettered", "expired"))
+    return bool(
+        summary["lost"] == 0
+        and summary["duplicates"] == 0
+        and summary["accepted"] == ended
+        and summary["not_accepted"] == 0
+    )

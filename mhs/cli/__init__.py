@@ -1,0 +1,1 @@
+"""The ``mhs`` command line."""

@@ -1,0 +1,1 @@
+"""The four roles, each an aiohttp application built by its own factory."""

@@ -1,0 +1,41 @@
+"""FHIR answers over HTTP: OperationOutcomes and resources in the format the caller asked for."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from mhs.fhir import FhirFormat, negotiate, render
+from mhs.ssp import Refusal, operation_outcome
+
+# Where a certificate was missing or wrong the SSP also closes the connection.
+_CLOSE_AFTER = frozenset({495, 496})
+
+
+def response_format(request: web.Request) -> FhirFormat | None:
+    """JSON or XML: ``_format`` over ``Accept`` over the request's Content-Type; None when
+    what was asked for is neither."""
+    return negotiate(
+        request.headers.get("Accept"),
+        request.query.get("_format"),
+        request.headers.get("Content-Type"),
+    )
+
+
+def fhir_response(
+    request: web.Request, resource: Mapping[str, Any], status: int = 200
+) -> web.Response:
+    """``resource`` in the negotiated format (JSON when the ask was unusable), never cached."""
+    body, content_type = render(resource, response_format(request) or "json")
+    response = web.Response(status=status, body=body, headers={"Cache-Control": "no-store"})
+    response.headers["Content-Type"] = content_type
+    if status in _CLOSE_AFTER:
+        response.force_close()
+    return response
+
+
+def outcome_response(request: web.Request, refusal: Refusal) -> web.Response:
+    """The OperationOutcome for ``refusal``, as the SSP words it."""
+    return fhir_response(request, operation_outcome(refusal), refusal.status)

@@ -1,0 +1,101 @@
+"""The GP Connect provider simulator: the hosted practices' provider endpoints.
+
+Its own role (``gp-provider``, port 8085) rather than a part of the inbound MHS: in SDS a
+practice's GP Connect provider is a CMA endpoint of its own, separate from the MHS's
+``/reliablemessaging`` one; it answers synchronously, needs no broker, and with TLS on it
+accepts only the Spine proxy, as providers must.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from mhs.directory import Directory, Mhs
+from mhs.events import Event
+from mhs.gpconnect.provider import Provider, ProviderRequest
+from mhs.logs import get_logger
+from mhs.roles.client_certs import only_from_spine_proxy
+from mhs.roles.common import LOG, create_role_app
+from mhs.roles.fhir_http import fhir_response
+from mhs.roles.limits import TooLarge, read_capped
+from mhs.settings import Settings
+from mhs.ssp import JwtPolicy, Refusal, provider_outcome
+
+ROLE = "gp-provider"
+PROVIDER = web.AppKey("provider", Provider)
+SERVED = web.AppKey("served", Mhs)
+
+
+def create_gp_provider_app(
+    settings: Settings, directory: Directory, *, mhs_name: str | None = None
+) -> web.Application:
+    """The provider endpoints of ``mhs_name``'s practices (default: settings.local_mhs, else
+    the hosted MHS), at that MHS's GP Connect base URL (or its override)."""
+    name = mhs_name or settings.local_mhs
+    served = directory.mhs(name) if name else directory.hosted_mhs
+    if served is None:
+        raise ValueError(f"MHS {name!r} is not in the topology {directory.source}")
+    base = settings.gpconnect_overrides.get(served.name, served.gpconnect_endpoint)
+    if base is None:
+        raise ValueError(f"MHS {served.name!r} has no gpconnect_endpoint in {directory.source}")
+    log = get_logger(ROLE).bind(mhs=served.name)
+    app = create_role_app(ROLE, settings, directory, None, log, uses_broker=False)
+    app[SERVED] = served
+    app[PROVIDER] = Provider(
+        [(p, base) for p in directory.parties if p.mhs == served.name],
+        JwtPolicy(settings.jwt_timing, settings.jwt_leeway_s),
+        time.time,
+    )
+    app.middlewares.append(only_from_spine_proxy(_refuse))
+    app.router.add_route("*", "/{tail:.*}", answer)
+    return app
+
+
+def _refuse(request: web.Request, refusal: Refusal) -> web.Response:
+    request.app[LOG].info(
+        Event.PROVIDER_REFUSED,
+        status=refusal.status,
+        reason=refusal.token,
+        detail=refusal.detail,
+        outcome="refused",
+        trace_id=request.headers.get("Ssp-TraceID"),
+    )
+    return fhir_response(request, provider_outcome(refusal), refusal.status)
+
+
+async def answer(request: web.Request) -> web.Response:
+    """Answer one GP Connect request for one of the served practices."""
+    try:
+        body = await read_capped(request)
+    except TooLarge as error:
+        return _refuse(request, Refusal.too_large(error.limit))
+    headers = request.headers
+    result = request.app[PROVIDER].answer(
+        ProviderRequest(
+            request.method, request.path, request.raw_path.partition("?")[2], headers, body
+        )
+    )
+    fields = {
+        "interaction_id": result.interaction.urn if result.interaction else None,
+        "trace_id": headers.get("Ssp-TraceID"),
+        "from_asid": headers.get("Ssp-From"),
+        "to_asid": result.party.asid if result.party else None,
+        "to_ods": result.party.ods_code if result.party else None,
+    }
+    if result.refusal is not None:
+        request.app[LOG].info(
+            Event.PROVIDER_REFUSED,
+            status=result.status,
+            reason=result.refusal.token,
+            detail=result.refusal.detail,
+            outcome="refused",
+            **fields,
+        )
+        return fhir_response(request, provider_outcome(result.refusal), result.status)
+    assert result.resource is not None
+    request.app[LOG].info(
+        Event.PROVIDER_ANSWERED, status=result.status, outcome="answered", **fields
+    )
+    return fhir_response(request, result.resource, result.status)

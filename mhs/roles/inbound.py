@@ -1,0 +1,324 @@
+"""The inbound MHS: receives ebXML from Spine, acknowledges, drops duplicates, and puts
+each message on its recipient instance's queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from aiohttp import web
+
+from mhs.broker import Broker, BrokerError, OutgoingMessage
+from mhs.dedup import DuplicateElimination, First, Seen
+from mhs.directory import Directory, Mhs, Party
+from mhs.ebxml import (
+    ACTION_ACKNOWLEDGMENT,
+    ACTION_MESSAGE_ERROR,
+    EbxmlError,
+    EbxmlMessage,
+    ErrorDetail,
+    build_acknowledgment,
+    build_message_error,
+    extract_device_asids,
+    parse_message,
+    timestamp_now,
+)
+from mhs.events import Event
+from mhs.ids import is_asid, is_uuid, new_id
+from mhs.instance_queue import instance_message
+from mhs.logs import get_logger
+from mhs.roles.client_certs import only_from_spine_proxy, text_refusal
+from mhs.roles.common import (
+    BROKER,
+    DIRECTORY,
+    LOG,
+    READINESS,
+    SETTINGS,
+    create_role_app,
+    text_error,
+)
+from mhs.roles.inbound_replies import publish_to_waiter, waiting_queue
+from mhs.roles.limits import TooLarge, read_capped
+from mhs.settings import Settings, redact_url
+from mhs.state import StateError, create_state_store
+
+ROLE = "inbound"
+SERVED = web.AppKey("served", Mhs)
+DEDUP = web.AppKey("dedup", DuplicateElimination)
+DEFAULT_PERSIST = timedelta(minutes=5)
+INVALID_TO_PARTY = "501314:Invalid To Party Type attribute"
+
+
+def create_inbound_app(
+    settings: Settings,
+    directory: Directory,
+    *,
+    broker: Broker | None = None,
+    mhs_name: str | None = None,
+) -> web.Application:
+    """The inbound MHS for ``mhs_name`` (default: settings.local_mhs, else the hosted MHS)."""
+    name = mhs_name or settings.local_mhs
+    served = directory.mhs(name) if name else directory.hosted_mhs
+    if served is None:
+        raise ValueError(f"MHS {name!r} is not in the topology {directory.source}")
+    log = get_logger(ROLE).bind(mhs=served.name)
+    app = create_role_app(ROLE, settings, directory, broker, log)
+    app[SERVED] = served
+    app.cleanup_ctx.append(_dedup_ctx)
+    app.middlewares.append(only_from_spine_proxy(text_refusal(Event.INBOUND_REFUSED)))
+    app.router.add_post("/{tail:.*}", receive)
+    return app
+
+
+async def _dedup_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    store = create_state_store(settings.state_url, prefix=settings.queue_prefix)
+    await store.start()
+    app[DEDUP] = DuplicateElimination(store, pending_ttl_s=settings.dedup_pending_ttl_s)
+    app[READINESS].append(lambda: None if store.available else "state store not answering")
+    app[LOG].info(
+        Event.STATE_CONNECTED,
+        store=redact_url(settings.state_url) if settings.state_url else "memory",
+    )
+    yield
+    await store.stop()
+
+
+def _nack(message: EbxmlMessage, description: str) -> web.Response:
+    body = build_message_error(
+        message.header,
+        [ErrorDetail("ebxml", "ValueNotRecognized", "Error", description)],
+        message_id=new_id(),
+        timestamp=timestamp_now(),
+    )
+    return web.Response(status=200, body=body, content_type="text/xml")
+
+
+def _acknowledgment(message: EbxmlMessage) -> bytes:
+    """The Acknowledgment to answer (empty when none was requested)."""
+    if not message.header.ack_requested:
+        return b""
+    return build_acknowledgment(message.header, message_id=new_id(), timestamp=timestamp_now())
+
+
+def _acknowledge(acknowledgment: bytes) -> web.Response:
+    if not acknowledgment:
+        return web.Response(status=202)
+    return web.Response(status=200, body=acknowledgment, content_type="text/xml")
+
+
+def _retry_later(text: str) -> web.Response:
+    return text_error(503, text, **{"Retry-After": "1"})
+
+
+def _recipient(
+    request: web.Request, message: EbxmlMessage, served: Mhs, directory: Directory
+) -> Party | str:
+    """The hosted instance the message is for, or the NACK description if there is none."""
+    to_party = message.header.to_party_id
+    parties = [p for p in directory.by_party_key(to_party) if p.mhs == served.name]
+    if not parties:
+        return INVALID_TO_PARTY
+    if len(parties) == 1:
+        return parties[0]
+    # A shared party key: the recipient ASID travels in Ssp-To, or in the HL7 wrapper.
+    asid = request.headers.get("Ssp-To")
+    if not asid and message.payload:
+        _, asid = extract_device_asids(message.payload)
+    if not asid or not is_asid(asid):
+        return f"recipient ASID not given for shared party key {to_party}"
+    for party in parties:
+        if party.asid == asid:
+            return party
+    return f"ASID {asid} is not hosted under party key {to_party}"
+
+
+def _checked(message: EbxmlMessage) -> EbxmlMessage:
+    # Duplicate elimination keys on the MessageId: only a UUID (as Spine writes them) will do.
+    if not is_uuid(message.header.message_id):
+        raise EbxmlError(f"eb:MessageId {message.header.message_id[:64]!r} is not a UUID")
+    return message
+
+
+async def receive(request: web.Request) -> web.Response:
+    """Receive one ebXML message from Spine."""
+    app = request.app
+    log = app[LOG]
+    content_type = request.headers.get("Content-Type", "")
+    if request.content_type != "multipart/related":
+        log.info(Event.INBOUND_REFUSED, status=415, reason=f"content type {content_type!r}")
+        return text_error(415, f"Content-Type must be multipart/related, got {content_type!r}")
+    try:
+        message = _checked(parse_message(content_type, await read_capped(request)))
+    except TooLarge as error:
+        log.info(Event.INBOUND_REFUSED, status=413, reason=str(error))
+        return text_error(413, f"{error} (MHS_MAX_REQUEST_BYTES)")
+    except EbxmlError as error:
+        log.info(Event.INBOUND_REFUSED, status=400, reason=str(error))
+        return text_error(400, f"Malformed ebXML message: {error}")
+    header = message.header
+    fields: dict[str, str | None] = {
+        "message_id": header.ref_to_message_id or header.message_id,
+        "inbound_message_id": header.message_id,
+        "correlation_id": header.conversation_id,
+        "interaction_id": header.action,
+        "from_party_key": header.from_party_id,
+        "to_party_key": header.to_party_id,
+    }
+    if header.action in (ACTION_ACKNOWLEDGMENT, ACTION_MESSAGE_ERROR):
+        log.info(Event.INBOUND_SIGNAL_RECEIVED, **fields)
+        return web.Response(status=200)
+    served = app[SERVED]
+    directory = app[DIRECTORY]
+    try:
+        recipient = _recipient(request, message, served, directory)
+    except EbxmlError as error:
+        recipient = f"payload is not well-formed XML: {error}"
+    if isinstance(recipient, str):
+        log.info(Event.INBOUND_NACKED, reason=recipient, outcome="nacked", **fields)
+        return _nack(message, recipient)
+    from_asid = request.headers.get("Ssp-From")
+    fields.update(to_asid=recipient.asid, to_ods=recipient.ods_code, from_asid=from_asid)
+    log.info(Event.INBOUND_RECEIVED, **fields)
+    interaction = directory.interaction(header.action)
+    keep = interaction.reliability.persist_duration if interaction else DEFAULT_PERSIST
+    claim = await _claim(app, message, fields) if header.duplicate_elimination else None
+    if isinstance(claim, web.Response):
+        return claim
+    acknowledgment = _acknowledgment(message)
+    started = time.perf_counter()
+    queue = app[SETTINGS].inbound_queue(recipient.asid)
+    sender = directory.by_asid(from_asid) if from_asid else None
+    outgoing = instance_message(
+        ebxml=message.ebxml,
+        payload=message.payload or "",
+        attachments=message.attachments,
+        message_id=header.ref_to_message_id or header.message_id,
+        correlation_id=header.conversation_id,
+        interaction_id=header.action,
+        from_asid=from_asid,
+        to_asid=recipient.asid,
+        from_party_key=header.from_party_id,
+        to_party_key=header.to_party_id,
+        ods_code=recipient.ods_code,
+        extra={
+            "inbound-message-id": header.message_id,
+            "ref-to-message-id": header.ref_to_message_id,
+            "from-ods-code": sender.ods_code if sender else None,
+            "mhs-attempt": _int_header(request.headers.get("Mhs-Attempt")),
+        },
+    )
+    waiter = None
+    if header.ref_to_message_id:
+        # A reply: to the outbound replica holding its request, if one is (wait-for-response).
+        waiter = await waiting_queue(app[DEDUP].store, log, header.ref_to_message_id, fields)
+    # Once claimed, publishing and settling finish even if this request is cancelled (a
+    # stop): a message published but never settled could be delivered again later.
+    problem, queue = await asyncio.shield(
+        _publish(
+            app,
+            queue,
+            outgoing,
+            claim=claim,
+            keep=keep,
+            ack=acknowledgment,
+            fields=fields,
+            waiter=waiter,
+        )
+    )
+    if problem is not None:
+        log.warning(Event.INBOUND_REFUSED, status=500, reason=problem, **fields)
+        return text_error(500, "message could not be queued; send it again")
+    log.info(
+        Event.INBOUND_DELIVERED,
+        queue=queue,
+        outcome="delivered",
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        **fields,
+    )
+    log.info(Event.INBOUND_ACKNOWLEDGED, outcome="acknowledged", **fields)
+    return _acknowledge(acknowledgment)
+
+
+async def _publish(
+    app: web.Application,
+    queue: str,
+    outgoing: OutgoingMessage,
+    *,
+    claim: First | None,
+    keep: timedelta,
+    ack: bytes,
+    fields: dict[str, str | None],
+    waiter: str | None = None,
+) -> tuple[str | None, str]:
+    """Publish to the waiting replica's reply queue (``waiter``) or else the instance's
+    queue, and settle the claim; what went wrong, if anything, and the queue used."""
+    broker = app[BROKER]
+    try:
+        if waiter is not None and await publish_to_waiter(
+            broker, app[LOG], waiter, outgoing, fields
+        ):
+            queue = waiter
+        else:
+            await broker.declare_queue(queue)
+            await broker.publish(queue, outgoing)
+    except BrokerError as error:
+        if claim is not None:
+            # If the store does not answer either, the claim expires with its pending TTL.
+            with contextlib.suppress(StateError):
+                await app[DEDUP].failed(claim)
+        return str(error), queue
+    if claim is not None:
+        await _settle(app, claim, keep, ack, fields)
+    return None, queue
+
+
+async def _claim(
+    app: web.Application, message: EbxmlMessage, fields: dict[str, str | None]
+) -> First | web.Response:
+    """Claim the message id for this copy, or the answer for a copy not to deliver."""
+    log = app[LOG]
+    try:
+        found = await app[DEDUP].check(message.header.message_id)
+    except StateError as error:
+        log.warning(Event.INBOUND_REFUSED, status=503, reason=str(error), **fields)
+        return _retry_later("duplicate elimination is not available; send it again later")
+    if isinstance(found, Seen):
+        log.info(Event.INBOUND_DUPLICATE, outcome="duplicate", **fields)
+        return _acknowledge(found.acknowledgment)
+    if not isinstance(found, First):
+        log.info(Event.INBOUND_DUPLICATE_IN_PROGRESS, status=503, outcome="retry-later", **fields)
+        return _retry_later("a copy of this message is being delivered; send it again later")
+    return found
+
+
+async def _settle(
+    app: web.Application,
+    claim: First,
+    keep: timedelta,
+    acknowledgment: bytes,
+    fields: dict[str, str | None],
+) -> None:
+    """Record the delivered message as done. It is on its queue whatever the store says,
+    so a store failure here is logged, not answered as an error: an error would make the
+    sender send a copy that, once the pending claim expired, would be delivered again."""
+    try:
+        settled = await app[DEDUP].delivered(
+            claim, keep_s=keep.total_seconds(), acknowledgment=acknowledgment
+        )
+    except StateError as error:
+        app[LOG].warning(Event.INBOUND_CLAIM_NOT_SETTLED, reason=str(error), **fields)
+        return
+    if not settled:
+        app[LOG].warning(
+            Event.INBOUND_CLAIM_NOT_SETTLED,
+            reason="the pending claim expired and another copy took it",
+            **fields,
+        )
+
+
+def _int_header(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None

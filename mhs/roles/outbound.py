@@ -1,0 +1,241 @@
+"""The outbound MHS: the NHS adaptor's ``POST /`` for many hosted instances at once.
+
+Each request is authenticated as one hosted instance, whose ASID and party key are
+stamped on the message; the answer is 202 once the message is confirmed on the queue, or
+with ``wait-for-response: true`` the reply's payload once it arrives (outbound_replies).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from mhs.broker import Broker, BrokerError, OutgoingMessage
+from mhs.directory import Directory, Party
+from mhs.ebxml import EbxmlError, extract_device_asids
+from mhs.events import Event
+from mhs.ids import is_asid, is_uuid, new_id
+from mhs.logs import get_logger
+from mhs.queues import declare_outbound
+from mhs.records import OutboundRecord, OutboundRequest
+from mhs.roles.common import BROKER, DIRECTORY, LOG, SETTINGS, create_role_app, text_error
+from mhs.roles.limits import TooLarge, read_capped
+from mhs.roles.outbound_auth import Refused, authenticate
+from mhs.roles.outbound_gpconnect import install_gpconnect
+from mhs.roles.outbound_replies import hold_for_reply, install_replies
+from mhs.roles.outbound_status import install_status
+from mhs.settings import Settings
+
+ROLE = "outbound"
+
+
+def create_outbound_app(
+    settings: Settings, directory: Directory, *, broker: Broker | None = None
+) -> web.Application:
+    """The outbound MHS application."""
+    app = create_role_app(ROLE, settings, directory, broker, get_logger(ROLE))
+    app.cleanup_ctx.append(_declare_queues)
+    app.router.add_post("/", post_message)
+    install_gpconnect(app)
+    install_status(app)
+    install_replies(app)
+    return app
+
+
+async def _declare_queues(app: web.Application) -> AsyncIterator[None]:
+    await declare_outbound(app[BROKER], app[SETTINGS])
+    yield
+
+
+def _id_header(request: web.Request, name: str) -> str:
+    value = request.headers.get(name)
+    if value is None or value == "":
+        return new_id()
+    if not is_uuid(value):
+        raise Refused(400, f"{name} header must be a UUID, got {value!r}")
+    return value.upper()
+
+
+def _recipient(
+    request: web.Request, directory: Directory, interaction_id: str, spine_ods: str
+) -> Party:
+    ods_code = request.headers.get("ods-code", "").strip()
+    to_asid = request.headers.get("to-asid", "").strip()
+    if to_asid:
+        if not is_asid(to_asid):
+            raise Refused(400, f"to-asid header must be a 12-digit ASID, got {to_asid!r}")
+        party = directory.by_asid(to_asid)
+        if party is None:
+            raise Refused(400, f"to-asid {to_asid} is not a registered ASID")
+        if ods_code and ods_code != party.ods_code:
+            raise Refused(400, f"to-asid {to_asid} belongs to {party.ods_code}, not {ods_code}")
+        return party
+    if not ods_code:
+        # As the NHS adaptor: no ods-code means Spine (MHS_SPINE_ORG_CODE), for its own
+        # services. Anything else needs the recipient named.
+        spine = directory.recipient(spine_ods, interaction_id)
+        if spine is None or not spine.accredited_for(interaction_id):
+            raise Refused(
+                400,
+                f"ods-code header (the recipient's ODS code) required: without it the "
+                f"recipient is Spine ({spine_ods}), which does not receive {interaction_id}",
+            )
+        return spine
+    recipient = directory.recipient(ods_code, interaction_id)
+    if recipient is None:
+        raise Refused(400, f"ods-code {ods_code!r} is not a registered organisation")
+    return recipient
+
+
+async def _read_body(request: web.Request) -> OutboundRequest:
+    content_type = request.headers.get("Content-Type")
+    if not content_type:
+        raise Refused(400, "Content-Type header required: application/json")
+    if request.content_type != "application/json":
+        raise Refused(415, f"Content-Type must be application/json, got {content_type!r}")
+    try:
+        raw = await read_capped(request)
+    except TooLarge as error:
+        raise Refused(
+            413, f"request body is over the {error.limit:,}-byte limit (MHS_MAX_REQUEST_BYTES)"
+        ) from None
+    try:
+        return OutboundRequest.model_validate_json(raw)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+            for e in error.errors(include_url=False)
+        )
+        if any(e["type"] == "json_invalid" for e in error.errors()):
+            raise Refused(400, f"Invalid JSON request body: {problems}") from None
+        raise Refused(400, f"Invalid request body: {problems}") from None
+
+
+async def post_message(request: web.Request) -> web.Response:
+    """Accept one message from a hosted instance and queue it for delivery (and, with
+    ``wait-for-response: true``, hold the request until the reply arrives)."""
+    app = request.app
+    log = app[LOG]
+    try:
+        record, wait = await _accept(request)
+    except Refused as refused:
+        log.info(
+            Event.MESSAGE_REFUSED,
+            status=refused.status,
+            reason=refused.text,
+            interaction_id=request.headers.get("Interaction-Id"),
+        )
+        return text_error(refused.status, refused.text, **refused.headers)
+    fields = {
+        "message_id": record.message_id,
+        "correlation_id": record.correlation_id,
+        "interaction_id": record.interaction_id,
+        "from_asid": record.from_asid,
+        "to_asid": record.to_asid,
+        "from_ods": record.from_ods,
+        "to_ods": record.to_ods,
+    }
+    log.info(Event.MESSAGE_ACCEPTED, **fields)
+    if wait:
+        return await hold_for_reply(request, record, fields, lambda: _queue(app, record, fields))
+    not_queued = await _queue(app, record, fields)
+    if not_queued is not None:
+        return not_queued
+    return web.Response(
+        status=202,
+        headers={"Message-Id": record.message_id, "Correlation-Id": record.correlation_id},
+    )
+
+
+async def _queue(
+    app: web.Application, record: OutboundRecord, fields: dict[str, str]
+) -> web.Response | None:
+    """Publish the accepted message, confirmed; the 503 to answer if the broker failed."""
+    log = app[LOG]
+    started = time.perf_counter()
+    settings = app[SETTINGS]
+    try:
+        await app[BROKER].publish(
+            settings.outbound_queue,
+            OutgoingMessage(
+                body=record.model_dump_json().encode(),
+                message_id=record.message_id,
+                correlation_id=record.correlation_id,
+                type=record.interaction_id,
+                app_id="mhs-outbound",
+                headers={
+                    "interaction-id": record.interaction_id,
+                    "from-asid": record.from_asid,
+                    "to-asid": record.to_asid,
+                    "from-party-key": record.from_party_key,
+                    "to-party-key": record.to_party_key,
+                },
+            ),
+        )
+    except BrokerError as error:
+        log.warning(Event.MESSAGE_REFUSED, status=503, reason=str(error), **fields)
+        return text_error(503, f"message could not be queued, nothing was accepted: {error}")
+    log.info(
+        Event.MESSAGE_QUEUED,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        outcome="queued",
+        **fields,
+    )
+    return None
+
+
+async def _accept(request: web.Request) -> tuple[OutboundRecord, bool]:
+    """The stamped record of a valid request, and whether to hold it for the reply."""
+    directory = request.app[DIRECTORY]
+    sender = authenticate(request, directory)
+    interaction_id = request.headers.get("Interaction-Id", "").strip()
+    if not interaction_id:
+        raise Refused(404, "Interaction-Id header required")
+    interaction = directory.interaction(interaction_id)
+    if interaction is None:
+        raise Refused(404, f"Unknown interaction ID: {interaction_id}")
+    wait = request.headers.get("wait-for-response")
+    if wait is None or wait.lower() not in ("true", "false"):
+        raise Refused(400, "wait-for-response header must be 'true' or 'false'")
+    hold = wait.lower() == "true"
+    if hold and not interaction.sync_async:
+        raise Refused(400, f"wait-for-response: true is not supported for {interaction_id}")
+    from_asid = request.headers.get("from-asid")
+    if from_asid is not None and from_asid.strip() != sender.asid:
+        raise Refused(403, f"from-asid {from_asid.strip()!r} is not the ASID of this credential")
+    message_id = _id_header(request, "Message-Id")
+    correlation_id = _id_header(request, "Correlation-Id")
+    recipient = _recipient(request, directory, interaction_id, request.app[SETTINGS].spine_org_code)
+    body = await _read_body(request)
+    try:
+        payload_from, payload_to = extract_device_asids(body.payload)
+    except EbxmlError as error:
+        raise Refused(400, f"payload is not well-formed XML: {error}") from None
+    if payload_from is not None and payload_from != sender.asid:
+        raise Refused(
+            403, f"payload communicationFunctionSnd ASID {payload_from} is not this sender's"
+        )
+    if payload_to is not None and payload_to != recipient.asid:
+        raise Refused(
+            400,
+            f"payload communicationFunctionRcv ASID {payload_to} is not the recipient "
+            f"{recipient.asid} of ods-code {recipient.ods_code}",
+        )
+    record = OutboundRecord(
+        message_id=message_id,
+        correlation_id=correlation_id,
+        interaction_id=interaction_id,
+        from_asid=sender.asid,
+        from_party_key=sender.party_key,
+        from_ods=sender.ods_code,
+        to_asid=recipient.asid,
+        to_party_key=recipient.party_key,
+        to_ods=recipient.ods_code,
+        payload=body.payload,
+        attachments=body.attachments,
+        accepted_at=time.time(),
+    )
+    return record, hold

@@ -1,0 +1,68 @@
+"""``GET /messages/{message_id}`` on the outbound MHS: a message's status timeline.
+
+Authenticated as ``POST /`` is (a hosted instance's bearer credential), and answered only
+to the message's sender or recipient: anyone else, like an unknown id, gets the same 404,
+so nobody learns that someone else's message exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from mhs.events import Event
+from mhs.ids import is_uuid
+from mhs.roles.common import DIRECTORY, LOG, SETTINGS, json_response, text_error
+from mhs.roles.outbound_auth import Refused, authenticate
+from mhs.settings import redact_url
+from mhs.state import StateError, StateStore, create_state_store
+from mhs.status import build_timeline, status_name
+
+STATE = web.AppKey("state", StateStore)
+
+
+def install_status(app: web.Application) -> None:
+    """The outbound MHS's state store (timelines, wait-for-response) and the status route."""
+    app.cleanup_ctx.append(_state_ctx)
+    app.router.add_get("/messages/{message_id}", message_status)
+
+
+async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    store = create_state_store(settings.state_url, prefix=settings.queue_prefix)
+    await store.start()
+    app[STATE] = store
+    app[LOG].info(
+        Event.STATE_CONNECTED,
+        store=redact_url(settings.state_url) if settings.state_url else "memory",
+    )
+    yield
+    await store.stop()
+
+
+async def message_status(request: web.Request) -> web.Response:
+    """The timeline of one message the calling instance sent or received."""
+    app = request.app
+    try:
+        caller = authenticate(request, app[DIRECTORY])
+    except Refused as refused:
+        return text_error(refused.status, refused.text, **refused.headers)
+    message_id = request.match_info["message_id"]
+    if not is_uuid(message_id):
+        return text_error(400, f"message id must be a UUID, got {message_id[:64]!r}")
+    message_id = message_id.upper()
+    if app[SETTINGS].status_ttl_s == 0:
+        return text_error(404, "message status is not recorded here (MHS_STATUS_TTL_S=0)")
+    try:
+        records = await app[STATE].read_list(status_name(message_id))
+    except StateError:
+        return text_error(
+            503,
+            "message status is not available: the state store did not answer; ask again",
+            **{"Retry-After": "1"},
+        )
+    timeline = build_timeline(message_id, records)
+    if timeline is None or not timeline.visible_to(caller.asid):
+        return text_error(404, f"no message {message_id} sent or received by {caller.asid}")
+    return json_response(timeline.public())

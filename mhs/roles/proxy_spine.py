@@ -1,0 +1,204 @@
+"""The Spine proxy answering for Spine itself: messages addressed to Spine's own services.
+
+Such a message passes the SSP's checks like any other (and any fault rules for it); then,
+instead of forwarding it, the proxy acknowledges it as Spine's MHS would (an ebXML
+Acknowledgment when one is asked for, else 202) and, for an interaction whose catalogue
+entry names a reply, sends Spine's reply (mhs.spine) to the sender's MHS in the
+background, as Spine's own later message would arrive.
+
+Fault rules apply to the reply too, chosen by its sender (Spine's ASID), receiver (the
+original sender) and interaction (the reply's): ``latency`` delays it, ``duplicate``
+sends it that many times, ``timeout`` holds it for its hold time and then drops it, and
+every other kind drops it. Removing a rule while it holds a reply lets the reply go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_fixed
+
+from mhs.directory import Interaction, Party
+from mhs.ebxml import MessageHeader, build_acknowledgment, timestamp_now
+from mhs.events import Event
+from mhs.ids import new_id
+from mhs.reliability import judge_response
+from mhs.roles.common import DIRECTORY, LOG, SETTINGS
+from mhs.roles.proxy_faults import FAULTS, hold_seconds, log_decision
+from mhs.spine import SpineReply, spine_reply
+
+REPLIES = web.AppKey("spine_replies", set[asyncio.Task[None]])
+
+
+class _NotTaken(Exception):
+    """The sender's MHS did not take the reply this time (worth another try)."""
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+def install_spine(app: web.Application) -> None:
+    """Let the proxy send Spine's replies (after its HTTP session: replies stop first)."""
+    app.cleanup_ctx.append(_replies_ctx)
+
+
+async def _replies_ctx(app: web.Application) -> AsyncIterator[None]:
+    tasks: set[asyncio.Task[None]] = set()
+    app[REPLIES] = tasks
+    yield
+    # A reply still waiting when the proxy stops is not sent, as when Spine loses one.
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def answer_as_spine(
+    request: web.Request,
+    header: MessageHeader,
+    spine: Party,
+    fields: dict[str, str | None],
+    session: aiohttp.ClientSession,
+) -> web.Response:
+    """Spine's MHS receiving ``header``'s message: acknowledge it, schedule the reply."""
+    app = request.app
+    sender = app[DIRECTORY].by_asid(fields.get("from_asid") or "")
+    interaction = app[DIRECTORY].interaction(header.action)
+    if sender is not None and interaction is not None and interaction.reply:
+        task = asyncio.get_running_loop().create_task(
+            _send_reply(app, session, header, (spine, sender), fields)
+        )
+        app[REPLIES].add(task)
+        task.add_done_callback(app[REPLIES].discard)
+    status = 200 if header.ack_requested else 202
+    app[LOG].info(Event.PROXY_ANSWERED_AS_SPINE, status=status, outcome="answered", **fields)
+    if not header.ack_requested:
+        return web.Response(status=202)
+    ack = build_acknowledgment(header, message_id=new_id(), timestamp=timestamp_now())
+    return web.Response(status=200, body=ack, content_type="text/xml")
+
+
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    """One reply of Spine's on its way: what it is, where it goes, what its log lines say."""
+
+    reply: SpineReply
+    interaction: Interaction
+    url: str
+    fields: dict[str, str | None]
+
+
+async def _send_reply(
+    app: web.Application,
+    session: aiohttp.ClientSession,
+    request: MessageHeader,
+    parties: tuple[Party, Party],
+    request_fields: Mapping[str, str | None],
+) -> None:
+    spine, sender = parties
+    directory = app[DIRECTORY]
+    interaction = directory.interaction(request.action)
+    action = interaction.reply if interaction is not None else None
+    reply_interaction = directory.interaction(action) if action else None
+    if action is None or reply_interaction is None:
+        return
+    reply = spine_reply(
+        request, action, reply_interaction, message_id=new_id(), spine=spine, sender=sender
+    )
+    fields = {
+        **request_fields,
+        "reply_message_id": reply.message_id,
+        "interaction_id": action,
+        "from_asid": spine.asid,
+        "to_asid": sender.asid,
+    }
+    url = app[SETTINGS].endpoint_overrides.get(sender.mhs, sender.endpoint)
+    outgoing = _Outgoing(reply, reply_interaction, url, fields)
+    for _ in range(await _copies_after_faults(app, outgoing)):
+        await _post(app, session, outgoing)
+
+
+async def _copies_after_faults(app: web.Application, outgoing: _Outgoing) -> int:
+    """Wait as the fault rules say; how many copies of the reply to send (0: dropped)."""
+    control = app[FAULTS]
+    fields = outgoing.fields
+    decision = control.plan.decide(
+        outgoing.reply.message_id,
+        fields.get("from_asid") or "",
+        fields.get("to_asid") or "",
+        outgoing.reply.interaction_id,
+    )
+    if decision.answer is None and not decision.delays:
+        return 1
+    log_decision(app, decision, fields)
+    if decision.delays:
+        await control.hold([d.rule for d in decision.delays], decision.delay_ms / 1000)
+    rule = decision.answer
+    if rule is None or not control.active([rule]):
+        return 1
+    if rule.kind == "duplicate":
+        return rule.copies
+    if rule.kind == "timeout" and not await control.hold([rule], hold_seconds(app, rule)):
+        return 1  # the rule was removed while it held the reply
+    app[LOG].info(
+        Event.PROXY_REPLY_SENT,
+        outcome="dropped",
+        reason=f"fault {rule.id} ({rule.kind})",
+        **fields,
+    )
+    return 0
+
+
+async def _post(app: web.Application, session: aiohttp.ClientSession, outgoing: _Outgoing) -> None:
+    """POST the reply, retrying as its interaction's reliability says."""
+    reliability = outgoing.interaction.reliability
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(reliability.retries + 1),
+        wait=wait_fixed(reliability.retry_interval.total_seconds()),
+        retry=retry_if_exception_type(_NotTaken),
+        reraise=True,
+    )
+    fields = outgoing.fields
+    attempt = 0
+    started = time.perf_counter()
+    try:
+        async for trying in retrying:
+            with trying:
+                attempt = trying.retry_state.attempt_number
+                status, reason = await _post_once(session, outgoing, attempt)
+    except _NotTaken as error:
+        status, reason = error.status, str(error)
+    app[LOG].info(
+        Event.PROXY_REPLY_SENT,
+        outcome="sent" if not reason else "failed",
+        status=status,
+        attempt=attempt,
+        reason=reason or None,
+        endpoint=outgoing.url,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        **fields,
+    )
+
+
+async def _post_once(
+    session: aiohttp.ClientSession, outgoing: _Outgoing, attempt: int
+) -> tuple[int | None, str]:
+    """One POST: its status and, if the reply was refused for good, why."""
+    reply = outgoing.reply
+    headers = {**reply.headers, "Ssp-TraceID": str(uuid.uuid4()), "Mhs-Attempt": str(attempt)}
+    try:
+        async with session.post(outgoing.url, data=reply.body, headers=headers) as response:
+            body = await response.read()
+            outcome = judge_response(response.status, response.content_type, body)
+            status: int | None = response.status
+    except (aiohttp.ClientError, TimeoutError) as error:
+        raise _NotTaken(f"{type(error).__name__}: {error}") from error
+    if outcome.verdict == "transient":
+        raise _NotTaken(outcome.reason, status)
+    return status, "" if outcome.verdict == "accepted" else outcome.reason

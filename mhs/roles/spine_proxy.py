@@ -1,0 +1,171 @@
+"""The Spine proxy simulator: the SSP's checks, injected faults, and forwarding to inbound
+(or, for a message addressed to Spine itself, answering as Spine: proxy_spine)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from mhs.directory import Directory, Party
+from mhs.ebxml import (
+    EbxmlError,
+    ErrorDetail,
+    MessageHeader,
+    build_message_error,
+    peek_header,
+    timestamp_now,
+)
+from mhs.events import Event
+from mhs.ids import new_id
+from mhs.logs import get_logger
+from mhs.roles.client_certs import client_certificate
+from mhs.roles.common import DIRECTORY, LOG, SETTINGS, create_role_app
+from mhs.roles.limits import TooLarge, read_capped
+from mhs.roles.proxy_faults import apply_faults, install_fault_control
+from mhs.roles.proxy_gpconnect import add_gpconnect_routes, check_context
+from mhs.roles.proxy_refusals import method_not_allowed
+from mhs.roles.proxy_refusals import refuse as _refuse
+from mhs.roles.proxy_spine import answer_as_spine, install_spine
+from mhs.settings import Settings
+from mhs.ssp import Refusal, SspRequest, check_request
+from mhs.tls import client_context
+
+ROLE = "spine-proxy"
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+HOP_BY_HOP = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade"}
+)
+
+
+def create_spine_proxy_app(settings: Settings, directory: Directory) -> web.Application:
+    """The Spine proxy simulator application. It talks HTTP only: no broker."""
+    app = create_role_app(ROLE, settings, directory, None, get_logger(ROLE), uses_broker=False)
+    app.cleanup_ctx.append(_session_ctx)
+    install_spine(app)
+    install_fault_control(app)
+    add_gpconnect_routes(app)
+    app.router.add_post("/{tail:.*}", relay)
+    app.router.add_route("*", "/{tail:.*}", method_not_allowed)
+    return app
+
+
+async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
+    timeout = aiohttp.ClientTimeout(total=app[SETTINGS].forward_timeout_s)
+    connector = aiohttp.TCPConnector(limit=256, ssl=client_context(app[SETTINGS]) or True)
+    async with aiohttp.ClientSession(
+        timeout=timeout, connector=connector, auto_decompress=False
+    ) as session:
+        app[SESSION] = session
+        yield
+
+
+async def relay(request: web.Request) -> web.StreamResponse:
+    """Check one ebXML request as the SSP would, then forward it to the receiver's MHS."""
+    app = request.app
+    directory = app[DIRECTORY]
+    headers = request.headers
+    ssp = SspRequest(
+        trace_id=headers.get("Ssp-TraceID"),
+        from_asid=headers.get("Ssp-From"),
+        to_asid=headers.get("Ssp-To"),
+        interaction_id=headers.get("Ssp-InteractionID"),
+        client=client_certificate(request),
+    )
+    fields: dict[str, str | None] = {
+        "message_id": headers.get("Message-Id"),
+        "correlation_id": headers.get("Correlation-Id"),
+        "interaction_id": ssp.interaction_id,
+        "from_asid": ssp.from_asid,
+        "to_asid": ssp.to_asid,
+        "trace_id": ssp.trace_id,
+    }
+    refusal = check_request(directory, ssp, check_context(app[SETTINGS]))
+    if refusal is not None:
+        return _refuse(request, refusal, fields)
+    assert ssp.to_asid
+    assert ssp.from_asid
+    assert ssp.interaction_id
+    receiver = directory.by_asid(ssp.to_asid)
+    assert receiver is not None
+    try:
+        body = await read_capped(request)
+    except TooLarge as error:
+        return _refuse(request, Refusal.too_large(error.limit), fields)
+    try:
+        header = peek_header(headers.get("Content-Type", ""), body)
+    except EbxmlError as error:
+        return _refuse(request, Refusal.bad_request(f"not an ebXML message: {error}"), fields)
+    fields["message_id"] = header.message_id
+    fields["correlation_id"] = header.conversation_id
+    if header.action != ssp.interaction_id:
+        return _refuse(
+            request,
+            Refusal.bad_request(
+                f"eb:Action {header.action} does not match Ssp-InteractionID {ssp.interaction_id}"
+            ),
+            fields,
+        )
+    if header.to_party_id != receiver.party_key:
+        return _refuse(
+            request,
+            Refusal.bad_request(
+                f"eb:To PartyId {header.to_party_id} is not the party key of Ssp-To {receiver.asid}"
+            ),
+            fields,
+        )
+    if header.cpa_id != receiver.cpa_id:
+        return _message_error(
+            header, ErrorDetail("ebxml", "ValueNotRecognized", "Error", "501319:Unknown eb:CPAId")
+        )
+    if receiver.spine:
+        return await apply_faults(
+            request,
+            header,
+            fields,
+            lambda: answer_as_spine(request, header, receiver, fields, app[SESSION]),
+        )
+    return await apply_faults(
+        request, header, fields, lambda: _forward(request, receiver, body, fields)
+    )
+
+
+async def _forward(
+    request: web.Request, receiver: Party, body: bytes, fields: dict[str, str | None]
+) -> web.Response:
+    app = request.app
+    url = app[SETTINGS].endpoint_overrides.get(receiver.mhs, receiver.endpoint)
+    forward_headers = CIMultiDict(
+        (k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP
+    )
+    started = time.perf_counter()
+    try:
+        async with app[SESSION].post(url, data=body, headers=forward_headers) as response:
+            reply = await response.read()
+            status = response.status
+            content_type = response.headers.get("Content-Type")
+    except TimeoutError:
+        return _refuse(request, Refusal.timed_out(url), fields)
+    except aiohttp.ClientError as error:
+        refusal = Refusal.unreachable(url)
+        return _refuse(
+            request, Refusal(refusal.status, refusal.issue_code, refusal.token, str(error)), fields
+        )
+    app[LOG].info(
+        Event.PROXY_FORWARDED,
+        status=status,
+        endpoint=url,
+        outcome="forwarded",
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        **fields,
+    )
+    response_headers = {"Content-Type": content_type} if content_type else {}
+    return web.Response(status=status, body=reply, headers=response_headers)
+
+
+def _message_error(header: MessageHeader, error: ErrorDetail) -> web.Response:
+    body = build_message_error(header, [error], message_id=new_id(), timestamp=timestamp_now())
+    return web.Response(status=200, body=body, content_type="text/xml")

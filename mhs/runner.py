@@ -1,0 +1,158 @@
+"""Running role applications: one or several per process, with bounded, ordered shutdown.
+
+``serve all`` and ``simulate`` use this to run the same role applications that run in
+separate containers; the roles still talk to each other only over HTTP and the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from aiohttp import web
+
+from mhs.broker import Broker
+from mhs.broker.factory import create_broker
+from mhs.directory import Directory
+from mhs.roles.gp_provider import create_gp_provider_app
+from mhs.roles.inbound import create_inbound_app
+from mhs.roles.outbound import create_outbound_app
+from mhs.roles.spine_proxy import create_spine_proxy_app
+from mhs.roles.worker import create_worker_app
+from mhs.settings import Settings
+from mhs.tls import server_context
+
+RoleName = Literal["outbound", "worker", "spine-proxy", "inbound", "gp-provider"]
+ROLES: tuple[RoleName, ...] = ("inbound", "gp-provider", "spine-proxy", "worker", "outbound")
+
+
+@dataclass
+class Running:
+    """One started role application and where it listens."""
+
+    role: str
+    runner: web.AppRunner
+    url: str
+
+
+@dataclass
+class Cluster:
+    """Roles started in dependency order (inbound, proxy, workers, outbound).
+
+    With ``ephemeral_ports`` every role listens on a free port and the URLs are wired
+    through settings (endpoint overrides, proxy URL), as a test or simulation needs.
+    """
+
+    settings: Settings
+    directory: Directory
+    ephemeral_ports: bool = False
+    running: list[Running] = field(default_factory=list)
+    shared_broker: Broker | None = None
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return {r.role: r.url for r in self.running}
+
+    async def start(
+        self,
+        roles: Sequence[RoleName] = ROLES,
+        *,
+        workers: int = 1,
+        extra_inbound: Sequence[str] = (),
+    ) -> None:
+        if self.settings.broker_url is None:
+            # The embedded broker lives in this process, so the roles share its instance.
+            self.shared_broker = create_broker(None, connection_name="mhs")
+            await self.shared_broker.start()
+        settings = self.settings
+        try:
+            if "inbound" in roles:
+                served = settings.local_mhs or self.directory.hosted_mhs.name
+                for name in (served, *extra_inbound):
+                    app = create_inbound_app(
+                        settings, self.directory, broker=self.shared_broker, mhs_name=name
+                    )
+                    port = 0 if self.ephemeral_ports or name != served else settings.inbound_port
+                    url = await self._run(
+                        f"inbound:{name}" if name != served else "inbound", app, port
+                    )
+                    if self.ephemeral_ports:
+                        overrides = {
+                            **settings.endpoint_overrides,
+                            name: url + "/reliablemessaging",
+                        }
+                        settings = settings.model_copy(update={"endpoint_overrides": overrides})
+            served_mhs = self.directory.mhs(settings.local_mhs or self.directory.hosted_mhs.name)
+            # A topology without GP Connect endpoints has no provider to run.
+            if "gp-provider" in roles and served_mhs is not None and served_mhs.gpconnect_endpoint:
+                url = await self._run(
+                    "gp-provider",
+                    create_gp_provider_app(settings, self.directory),
+                    settings.gp_provider_port,
+                )
+                if self.ephemeral_ports:
+                    overrides = {**settings.gpconnect_overrides, served_mhs.name: url}
+                    settings = settings.model_copy(update={"gpconnect_overrides": overrides})
+            if "spine-proxy" in roles:
+                url = await self._run(
+                    "spine-proxy",
+                    create_spine_proxy_app(settings, self.directory),
+                    settings.spine_proxy_port,
+                )
+                if self.ephemeral_ports:
+                    settings = settings.model_copy(update={"spine_proxy_url": url})
+            if "worker" in roles:
+                for index in range(workers):
+                    app = create_worker_app(settings, self.directory, broker=self.shared_broker)
+                    port = settings.worker_port if index == 0 else 0
+                    await self._run("worker" if index == 0 else f"worker:{index}", app, port)
+            if "outbound" in roles:
+                app = create_outbound_app(settings, self.directory, broker=self.shared_broker)
+                await self._run("outbound", app, settings.outbound_port)
+        except BaseException:
+            await self.stop()
+            raise
+        self.settings = settings
+
+    async def _run(self, role: str, app: web.Application, port: int) -> str:
+        runner = web.AppRunner(
+            app,
+            shutdown_timeout=self.settings.shutdown_timeout_s,
+            access_log=None,
+            handle_signals=False,
+        )
+        await runner.setup()
+        self.running.append(Running(role, runner, ""))
+        tls = server_context(self.settings)
+        site = web.TCPSite(
+            runner, self.settings.host, 0 if self.ephemeral_ports else port, ssl_context=tls
+        )
+        await site.start()
+        host, bound = runner.addresses[0][:2]
+        url = f"{'https' if tls else 'http'}://{host}:{bound}"
+        self.running[-1].url = url
+        return url
+
+    async def stop(self) -> None:
+        """Stop in reverse order: outbound first (no new work), inbound last."""
+        while self.running:
+            await self.running.pop().runner.cleanup()
+        if self.shared_broker is not None:
+            await self.shared_broker.stop()
+            self.shared_broker = None
+
+
+async def wait_for_stop_signal() -> None:
+    """Return on SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,1 @@
+"""``mhs simulate``: every role, real traffic between instances, and an honest summary."""

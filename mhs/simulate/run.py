@@ -1,0 +1,280 @@
+"""Running a simulation: start the roles, inject faults, send, watch the queues, count."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+from mhs.broker import Broker, Delivery, Subscription
+from mhs.broker.factory import create_broker
+from mhs.directory import Directory
+from mhs.runner import Cluster
+from mhs.settings import Settings
+from mhs.simulate.plan import Planned, plan_traffic
+
+Progress = Callable[[str, int], None]
+
+
+@dataclass
+class SimulationOptions:
+    """What to simulate."""
+
+    messages: int = 2000
+    concurrency: int = 64
+    workers: int = 2
+    first_attempt_failure_rate: float = 0.1
+    soap_fault_rate: float = 0.03
+    refused_share: float = 0.1
+    settle_timeout_s: float = 60.0
+    seed: int = 1
+
+
+@dataclass
+class Tally:
+    """What actually happened, per message id, as seen on the queues."""
+
+    sent_at: dict[str, float] = field(default_factory=dict)
+    accepted: set[str] = field(default_factory=set)
+    refused: Counter[int] = field(default_factory=Counter)
+    arrivals: Counter[str] = field(default_factory=Counter)
+    arrived_at: dict[str, float] = field(default_factory=dict)
+    retried: set[str] = field(default_factory=set)
+    notices: dict[str, str] = field(default_factory=dict)
+    reasons: Counter[str] = field(default_factory=Counter)
+    unexpected: Counter[str] = field(default_factory=Counter)
+
+    pending: set[str] = field(default_factory=set)
+    quiet: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def settled(self, message_id: str) -> bool:
+        return message_id in self.arrivals or message_id in self.notices
+
+    def accept(self, message_id: str) -> None:
+        self.accepted.add(message_id)
+        # The message may have arrived before its 202 did.
+        if not self.settled(message_id):
+            self.pending.add(message_id)
+            self.quiet.clear()
+
+    def settle(self, message_id: str) -> None:
+        self.pending.discard(message_id)
+        if not self.pending:
+            self.quiet.set()
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return round(ordered[index], 3)
+
+
+async def _set_faults(
+    session: aiohttp.ClientSession, proxy_url: str, opts: SimulationOptions
+) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = []
+    if opts.first_attempt_failure_rate > 0:
+        rules.append(
+            {
+                "kind": "http-status",
+                "status": 503,
+                "rate": opts.first_attempt_failure_rate,
+                "attempts": 1,
+            }
+        )
+    if opts.soap_fault_rate > 0:
+        rules.append(
+            {"kind": "soap-fault", "code": "206", "rate": opts.soap_fault_rate, "attempts": 2}
+        )
+    installed = []
+    for rule in rules:
+        async with session.post(f"{proxy_url}/_admin/faults", json=rule) as response:
+            response.raise_for_status()
+            installed.append(await response.json())
+    return installed
+
+
+async def _send(
+    session: aiohttp.ClientSession,
+    outbound_url: str,
+    directory: Directory,
+    planned: Planned,
+    tally: Tally,
+) -> None:
+    token = directory.credential_for(planned.sender.asid)
+    assert token is not None, "plan_traffic only sends from hosted instances"
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Interaction-Id": planned.interaction_id,
+        "Message-Id": planned.message_id,
+        "Correlation-Id": planned.message_id,
+        "wait-for-response": "false",
+        "ods-code": planned.recipient.ods_code,
+        "to-asid": planned.recipient.asid,
+        "Content-Type": "application/json",
+    }
+    body = orjson.dumps({"payload": planned.payload()})
+    tally.sent_at[planned.message_id] = time.perf_counter()
+    async with session.post(outbound_url + "/", data=body, headers=headers) as response:
+        await response.read()
+        if response.status == 202:
+            tally.accept(planned.message_id)
+        else:
+            tally.refused[response.status] += 1
+
+
+async def simulate(
+    settings: Settings,
+    directory: Directory,
+    opts: SimulationOptions,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Run one simulation and return its summary."""
+    run_id = uuid.uuid4().hex[:8]
+    settings = settings.model_copy(
+        update={"queue_prefix": f"{settings.queue_prefix}sim-{run_id}.", "shutdown_timeout_s": 5.0}
+    )
+    planned = plan_traffic(
+        directory, opts.messages, refused_share=opts.refused_share, seed=opts.seed
+    )
+    remote = [m.name for m in directory.topology.mhs if not m.hosted]
+    cluster = Cluster(settings, directory, ephemeral_ports=True)
+    await cluster.start(workers=opts.workers, extra_inbound=remote)
+    # The instances' own systems read their queues over their own broker connection.
+    client: Broker = cluster.shared_broker or create_broker(
+        settings.broker_url,
+        connection_name="mhs-simulate-instances",
+        queue_type=settings.queue_type,
+        delivery_limit=settings.delivery_limit,
+    )
+    if cluster.shared_broker is None:
+        await client.start()
+    tally = Tally()
+    subscriptions: list[Subscription] = []
+    queues = [settings.inbound_queue(p.asid) for p in directory.parties]
+    try:
+        for queue in queues:
+            await client.declare_queue(queue)
+            subscriptions.append(
+                await client.consume(queue, _collector(tally, progress), prefetch=256)
+            )
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=opts.concurrency)
+        ) as session:
+            faults = await _set_faults(session, cluster.urls["spine-proxy"], opts)
+            started = time.perf_counter()
+            gate = asyncio.Semaphore(opts.concurrency)
+
+            async def send_one(p: Planned) -> None:
+                async with gate:
+                    await _send(session, cluster.urls["outbound"], directory, p, tally)
+                if progress:
+                    progress("sent", 1)
+
+            await asyncio.gather(*(send_one(p) for p in planned))
+            if tally.pending:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(tally.quiet.wait(), opts.settle_timeout_s)
+            # A short grace period so late duplicates, if any, are seen and counted.
+            await asyncio.sleep(0.5)
+            last = max([*tally.arrived_at.values(), started])
+    finally:
+        for subscription in subscriptions:
+            await subscription.cancel()
+        for queue in queues:
+            await client.delete_queue(queue)
+        await client.delete_queue(settings.outbound_queue)
+        await client.delete_queue(settings.dead_letter_queue)
+        if cluster.shared_broker is None:
+            await client.stop()
+        await cluster.stop()
+    return _summary(planned, tally, faults=faults, started=started, last=last, opts=opts)
+
+
+def _collector(tally: Tally, progress: Progress | None) -> Callable[[Delivery], Any]:
+    async def collect(delivery: Delivery) -> None:
+        message_id = delivery.message_id or ""
+        outcome = delivery.headers.get("mhs-outcome")
+        if outcome is not None:
+            tally.notices[message_id] = str(outcome)
+            tally.reasons[str(delivery.headers.get("mhs-reason"))[:120]] += 1
+        elif message_id in tally.sent_at:
+            tally.arrivals[message_id] += 1
+            tally.arrived_at.setdefault(message_id, time.perf_counter())
+            attempt = delivery.headers.get("mhs-attempt")
+            if isinstance(attempt, int) and attempt > 1:
+                tally.retried.add(message_id)
+        else:
+            tally.unexpected[str(delivery.headers.get("interaction-id"))] += 1
+        tally.settle(message_id)
+        await delivery.ack()
+        if progress:
+            progress("settled", 1)
+
+    return collect
+
+
+def _summary(
+    planned: list[Planned],
+    tally: Tally,
+    *,
+    faults: list[dict[str, Any]],
+    started: float,
+    last: float,
+    opts: SimulationOptions,
+) -> dict[str, Any]:
+    accepted = tally.accepted
+    delivered = {m for m in accepted if tally.arrivals[m] > 0}
+    notices = {m: o for m, o in tally.notices.items() if m in accepted and m not in delivered}
+    rejected = sum(1 for o in notices.values() if o == "rejected")
+    dead = sum(1 for o in notices.values() if o != "rejected")
+    latencies = [(tally.arrived_at[m] - tally.sent_at[m]) * 1000 for m in delivered]
+    expected = {p.message_id: p.expect for p in planned}
+    mismatched = sum(
+        1
+        for m in accepted
+        if (m in delivered and expected[m] != "deliver")
+        or (notices.get(m) == "rejected" and expected[m] != "reject")
+    )
+    elapsed = max(last - started, 1e-9)
+    return {
+        "messages": len(planned),
+        "accepted": len(accepted),
+        "refused_at_outbound": sum(tally.refused.values()),
+        "delivered": len(delivered),
+        "rejected": rejected,
+        "dead_lettered": dead,
+        "retried": len(tally.retried),
+        "lost": sum(1 for m in accepted if not tally.settled(m)),
+        "duplicates": sum(1 for m in delivered if tally.arrivals[m] > 1),
+        "unexpected_outcomes": mismatched,
+        "p50_ms": _percentile(latencies, 0.5),
+        "p99_ms": _percentile(latencies, 0.99),
+        "messages_per_s": round(len(accepted) / elapsed, 1),
+        "elapsed_s": round(elapsed, 3),
+        "instances": len({p.sender.asid for p in planned} | {p.recipient.asid for p in planned}),
+        "workers": opts.workers,
+        "faults": faults,
+        "rejection_reasons": dict(tally.reasons.most_common(10)),
+    }
+
+
+def succeeded(summary: dict[str, Any]) -> bool:
+    """The invariants every simulation must keep."""
+    return bool(
+        summary["lost"] == 0
+        and summary["duplicates"] == 0
+        and summary["accepted"]
+        == summary["delivered"] + summary["rejected"] + summary["dead_lettered"]
+        and summary["unexpected_outcomes"] == 0
+    )

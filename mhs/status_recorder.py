@@ -1,0 +1,162 @@
+"""Recording status timelines: lifecycle log events into the state store, in batches.
+
+:func:`record_status` is a structlog processor that runs beside the metrics' one, before
+the log level applies, and hands each event to the recorder of the role that logged it
+(found by the ``role`` every role's logger binds), as mhs.metrics does for metrics. The
+recorder only keeps the event in memory: a task the role runs (mhs.roles.timeline) writes
+what has gathered every ``interval_s`` in one state store call, and once more as the role
+stops. So a lifecycle event costs a list append, never a store round trip, and each
+message's steps cost one list item each in one call per batch.
+
+Roles of one kind in one process (several workers under ``serve all``) share a recorder,
+which lives while any of them runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from mhs.events import Event
+from mhs.state import StateError, StateStore, create_state_store
+from mhs.status import MAX_STEPS, STEP_EVENTS, encode_step, status_name
+
+if TYPE_CHECKING:  # mhs.logs puts record_status in its chain, so it imports this module
+    from mhs.logs import Logger
+
+EventDict = MutableMapping[str, Any]
+# Roles whose events make timelines (the GP Connect provider's requests are not messages).
+RECORDING_ROLES = frozenset({"outbound", "worker", "spine-proxy", "inbound"})
+FLUSH_INTERVAL_S = 0.025
+RETRY_INTERVAL_S = 1.0
+# Steps held while the store does not answer; beyond this the newest are dropped (and
+# counted in the next status.write_failed), so an outage cannot exhaust memory.
+MAX_PENDING = 100_000
+
+
+class StatusRecorder:
+    """One role's steps waiting to be written, and the task that writes them."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        log: Logger,
+        *,
+        ttl_s: float,
+        interval_s: float = FLUSH_INTERVAL_S,
+        max_pending: int = MAX_PENDING,
+    ) -> None:
+        self.store = store
+        self._log = log
+        self._ttl_s = ttl_s
+        self._interval_s = interval_s
+        self._max_pending = max_pending
+        self._pending: list[tuple[float, str, str, EventDict]] = []
+        self._dropped = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def observe(self, event: EventDict) -> None:
+        """Keep ``event`` if it is a step of a message (on every log call: keep it cheap)."""
+        name = event.get("event")
+        if name not in STEP_EVENTS:
+            return
+        message_id = event.get("message_id")
+        if not isinstance(message_id, str) or not message_id:
+            return
+        if len(self._pending) >= self._max_pending:
+            self._dropped += 1
+            return
+        # The event dict is the one this log call made; the chain after us only adds to it.
+        self._pending.append((time.time(), str(name), message_id, event))
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop the periodic writes, then write what is left."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    async def flush(self) -> bool:
+        """Write every step gathered so far in one store call; False if that failed."""
+        if not self._pending and not self._dropped:
+            return True
+        pending, self._pending = self._pending, []
+        dropped, self._dropped = self._dropped, 0
+        batch: dict[str, list[bytes]] = {}
+        for at, name, message_id, event in pending:
+            key = status_name(message_id)
+            steps = batch.get(key)
+            if steps is None:
+                batch[key] = [encode_step(at, name, event)]
+            else:
+                steps.append(encode_step(at, name, event, identity=False))
+        problem = f"{dropped} steps dropped while the store was behind" if dropped else None
+        try:
+            if batch:
+                await self.store.append(batch, ttl_s=self._ttl_s, cap=MAX_STEPS)
+        except StateError as error:
+            problem = str(error)
+            dropped += len(pending)
+        if problem is not None:
+            self._log.warning(Event.STATUS_WRITE_FAILED, records=dropped, reason=problem)
+        return problem is None
+
+    async def _run(self) -> None:
+        wait = self._interval_s
+        while True:
+            await asyncio.sleep(wait)
+            # While the store does not answer, try (and say so) once a second, not 40 times.
+            wait = self._interval_s if await self.flush() else RETRY_INTERVAL_S
+
+
+_active: dict[str, StatusRecorder] = {}
+_users: dict[str, int] = {}
+
+
+async def acquire(
+    role: str, log: Logger, *, state_url: str | None, prefix: str, ttl_s: float
+) -> None:
+    """Start recording ``role``'s steps (its first user opens the store and the task)."""
+    if role in _active:
+        _users[role] += 1
+        return
+    store = create_state_store(state_url, prefix=prefix)
+    try:
+        await store.start()
+    except StateError as error:
+        # Timelines are not worth refusing to start for: writes go on trying, and the
+        # steps that fail are counted in status.write_failed.
+        log.warning(Event.STATUS_WRITE_FAILED, records=0, reason=str(error))
+    recorder = StatusRecorder(store, log, ttl_s=ttl_s)
+    recorder.start()
+    _active[role] = recorder
+    _users[role] = 1
+
+
+async def release(role: str) -> None:
+    """One user of ``role``'s recorder stopped; the last one writes what is left and closes."""
+    left = _users.get(role, 0) - 1
+    if left > 0:
+        _users[role] = left
+        return
+    _users.pop(role, None)
+    recorder = _active.pop(role, None)
+    if recorder is not None:
+        await recorder.stop()
+        await recorder.store.stop()
+
+
+def record_status(_: Any, __: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: hand the event to its role's recorder, if that role records."""
+    recorder = _active.get(event_dict.get("role"))  # type: ignore[arg-type]
+    if recorder is not None:
+        recorder.observe(event_dict)
+    return event_dict

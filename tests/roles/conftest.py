@@ -1,0 +1,149 @@
+"""Role tests: real role applications on port 0, talking over real RabbitMQ and HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from structlog.testing import capture_logs
+
+from mhs.broker import Broker, Delivery
+from mhs.broker.factory import create_broker
+from mhs.directory import Directory, load_topology
+from mhs.queues import declare_known
+from mhs.runner import ROLES, Cluster, RoleName
+from mhs.settings import Settings
+
+HL7 = (
+    '<hl7:RCMR_IN010000UK05 xmlns:hl7="urn:hl7-org:v3">'
+    '<hl7:id root="{id}"/></hl7:RCMR_IN010000UK05>'
+)
+
+
+@dataclass
+class Harness:
+    """A running set of roles plus a client broker connection to look at queues."""
+
+    cluster: Cluster
+    broker: Broker
+    directory: Directory
+    http: aiohttp.ClientSession
+    logs: list[MutableMapping[str, Any]]
+
+    @property
+    def settings(self) -> Settings:
+        return self.cluster.settings
+
+    def url(self, role: str) -> str:
+        return self.cluster.urls[role]
+
+    def token(self, asid: str) -> str:
+        token = self.directory.credential_for(asid)
+        assert token is not None
+        return token
+
+    async def send(
+        self,
+        sender: str,
+        *,
+        ods_code: str | None,
+        interaction: str = "RCMR_IN010000UK05",
+        message_id: str | None = None,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> aiohttp.ClientResponse:
+        base = {
+            "Authorization": f"Bearer {self.token(sender)}",
+            "Interaction-Id": interaction,
+            "wait-for-response": "false",
+            "Content-Type": "application/json",
+        }
+        if ods_code is not None:
+            base["ods-code"] = ods_code
+        if message_id is not None:
+            base["Message-Id"] = message_id
+        base.update(headers or {})
+        payload = (
+            body
+            if body is not None
+            else orjson.dumps({"payload": HL7.format(id=message_id or "x")})
+        )
+        async with self.http.post(
+            self.url("outbound") + "/", data=payload, headers=base
+        ) as response:
+            await response.read()
+            return response
+
+    async def take(self, queue: str, within_s: float = 10.0) -> Delivery:
+        """The next message on ``queue`` (acked), failing after ``within_s``."""
+        # Declared first, as the instance's own system would, so polling never meets a
+        # queue that does not exist yet.
+        await declare_known(self.broker, self.settings, queue)
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            delivery = await self.broker.get(queue)
+            if delivery is not None:
+                await delivery.ack()
+                return delivery
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"nothing arrived on {queue} within {within_s}s")
+
+    async def depth(self, queue: str) -> int:
+        await declare_known(self.broker, self.settings, queue)
+        return await self.broker.queue_depth(queue)
+
+    def events(self, name: str) -> list[MutableMapping[str, Any]]:
+        return [entry for entry in self.logs if entry.get("event") == name]
+
+
+@pytest.fixture
+async def harness_factory(rabbitmq_url: str, unique: str) -> AsyncIterator[Callable[..., object]]:
+    """Start roles on the real broker (``memory=True``: the embedded one); capture their logs."""
+    started: list[Harness] = []
+    with capture_logs() as logs:
+
+        async def start(
+            roles: Sequence[RoleName] = ROLES,
+            *,
+            directory: Directory | None = None,
+            memory: bool = False,
+            extra_inbound: Sequence[str] = (),
+            **overrides: object,
+        ) -> Harness:
+            settings = Settings(
+                broker_url=None if memory else rabbitmq_url,
+                queue_prefix=f"test-{unique}.",
+                shutdown_timeout_s=3.0,
+                delivery_timeout_s=3.0,
+                forward_timeout_s=2.0,
+                **overrides,  # type: ignore[arg-type]
+            )
+            directory = directory or load_topology()
+            cluster = Cluster(settings, directory, ephemeral_ports=True)
+            await cluster.start(roles, extra_inbound=extra_inbound)
+            broker = cluster.shared_broker or create_broker(
+                rabbitmq_url, connection_name="mhs-test-client"
+            )
+            if cluster.shared_broker is None:
+                await broker.start()
+            harness = Harness(cluster, broker, directory, aiohttp.ClientSession(), logs)
+            started.append(harness)
+            return harness
+
+        yield start
+        for harness in started:
+            await harness.http.close()
+            queues = [harness.settings.inbound_queue(p.asid) for p in harness.directory.parties]
+            queues += [harness.settings.outbound_queue, harness.settings.dead_letter_queue]
+            queues.append(harness.settings.unclaimed_replies_queue)
+            for queue in queues:
+                await harness.broker.delete_queue(queue)
+            if harness.cluster.shared_broker is None:
+                await harness.broker.stop()
+            await harness.cluster.stop()

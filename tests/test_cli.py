@@ -1,0 +1,149 @@
+"""The mhs command, run as users and containers run it: real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+MHS = [sys.executable, "-m", "mhs"]
+ROOT = Path(__file__).parents[1]
+
+
+def run(
+    *args: str, timeout: float = 240, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*MHS, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+@pytest.mark.rabbitmq
+def test_simulate_on_rabbitmq_loses_and_duplicates_nothing(rabbitmq_url: str) -> None:
+    result = run("simulate", "--json", "--broker", rabbitmq_url, "--messages", "600")
+    assert result.returncode == 0, result.stderr[-2000:] + result.stdout[-2000:]
+    summary = json.loads(result.stdout)
+    assert summary["ok"] is True
+    assert summary["lost"] == 0
+    assert summary["duplicates"] == 0
+    assert (
+        summary["accepted"] == summary["delivered"] + summary["rejected"] + summary["dead_lettered"]
+    )
+    assert summary["accepted"] == 600
+    assert summary["instances"] >= 20
+    assert summary["rejected"] > 0  # pairs without agreements were in the mix
+    assert summary["retried"] > 0  # the proxy failed some first attempts
+    for key in ("p50_ms", "p99_ms", "messages_per_s"):
+        assert summary[key] > 0
+
+
+def test_simulate_on_the_embedded_broker() -> None:
+    result = run("simulate", "--json", "--messages", "300", "--instances", "20")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout)
+    assert summary["ok"]
+    assert summary["lost"] == 0
+    assert summary["duplicates"] == 0
+    assert summary["delivered"] > 0
+    assert summary["rejected"] > 0
+
+
+def test_topology_json_lists_instances_agreements_and_interactions() -> None:
+    result = run("topology", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    first = data["instances"][0]
+    assert {"name", "ods_code", "asid", "party_key", "credential", "interactions", "hosted"} <= set(
+        first
+    )
+    assert sum(1 for i in data["instances"] if i["hosted"]) == 24
+    assert ["A80001", "A80002"] in data["agreements"]
+    assert ["A80001", "A80009"] not in data["agreements"]
+    forward = next(i for i in data["interactions"] if i["id"] == "RCMR_IN010000UK05")
+    assert forward["pattern"] == "forward-reliable"
+    assert forward["reliability"]["retry_interval"] == "PT0.2S"
+
+
+def test_a_bad_topology_fails_at_start_naming_the_problem(tmp_path: Path) -> None:
+    raw = yaml.safe_load((ROOT / "mhs/directory/default-topology.yaml").read_text())
+    raw["mhs"][0]["instances"][4]["asid"] = "9180"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    result = run("serve", "all", "--topology", str(bad), timeout=30)
+    assert result.returncode == 2
+    assert str(bad) in result.stderr
+    assert "instances[4] (Hosted practice 5).asid" in result.stderr
+
+
+def test_a_bad_setting_is_reported() -> None:
+    result = run("topology", env={"MHS_BROKER_URL": "http://nope"})
+    assert result.returncode == 2
+    assert "MHS_BROKER_URL" in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.mark.rabbitmq
+def test_serve_all_is_ready_healthchecks_and_stops_on_sigterm(
+    rabbitmq_url: str, unique: str
+) -> None:
+    ports = {
+        name: _free_port()
+        for name in ("OUTBOUND", "SPINE_PROXY", "INBOUND", "WORKER", "GP_PROVIDER")
+    }
+    env = {f"MHS_{name}_PORT": str(port) for name, port in ports.items()}
+    env.update(
+        MHS_BROKER_URL=rabbitmq_url,
+        MHS_QUEUE_PREFIX=f"test-{unique}.",
+        MHS_SPINE_PROXY_URL=f"http://127.0.0.1:{ports['SPINE_PROXY']}",
+        MHS_SHUTDOWN_TIMEOUT_S="3",
+    )
+    proc = subprocess.Popen(
+        [*MHS, "serve", "all"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if run("healthcheck", "all", env=env, timeout=10).returncode == 0:
+                break
+            time.sleep(0.3)
+        else:
+            raise AssertionError("serve all never became ready")
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports['WORKER']}/readyz") as response:
+            assert json.loads(response.read())["status"] == "ready"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+        assert proc.returncode == 0
+        events = [json.loads(line)["event"] for line in out.splitlines() if line.startswith("{")]
+        assert events.count("role.started") == 5
+        assert events.count("role.stopping") == 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert run("healthcheck", "outbound", env=env, timeout=10).returncode == 1
