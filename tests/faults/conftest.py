@@ -1,0 +1,140 @@
+"""Fault suite fixtures: roles in-process (the role harness) or as real processes (chaos),
+on the real RabbitMQ and Redis, with everything they leave behind removed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mhs.broker.factory import create_broker
+from mhs.chaos.cluster import ChaosCluster, ChaosConfig
+from mhs.chaos.tally import Observer, Tally
+from mhs.directory import Directory
+from mhs.directory.loader import DEFAULT_TOPOLOGY, parse_topology
+from mhs.records import OutboundRecord
+from tests.roles.conftest import Harness, harness_factory
+
+__all__ = ["harness_factory"]
+
+SENDER = "918000000001"  # A80001, region 1
+RECIPIENT = "918000000002"  # A80002, region 1: they share data
+GP2GP_REQUEST = "RCMR_IN010000UK05"
+
+
+def topology_with(interaction: str = GP2GP_REQUEST, **rules: object) -> Directory:
+    """The packaged topology with ``interaction``'s reliability changed."""
+    raw = yaml.safe_load(resources.files("mhs.directory").joinpath(DEFAULT_TOPOLOGY).read_text())
+    raw["interactions"][interaction]["reliability"].update(rules)
+    return Directory(parse_topology(raw, "<test>"), source="<test topology>")
+
+
+def record(
+    directory: Directory,
+    message_id: str,
+    *,
+    sender: str = SENDER,
+    recipient: str = RECIPIENT,
+    interaction: str = GP2GP_REQUEST,
+    accepted_at: float | None = None,
+) -> OutboundRecord:
+    """What the outbound MHS queues for a message from ``sender`` to ``recipient``."""
+    frm, to = directory.by_asid(sender), directory.by_asid(recipient)
+    assert frm is not None
+    assert to is not None
+    return OutboundRecord(
+        message_id=message_id,
+        correlation_id=message_id,
+        interaction_id=interaction,
+        from_asid=frm.asid,
+        from_party_key=frm.party_key,
+        from_ods=frm.ods_code,
+        to_asid=to.asid,
+        to_party_key=to.party_key,
+        to_ods=to.ods_code,
+        payload=f'<hl7:{interaction} xmlns:hl7="urn:hl7-org:v3"/>',
+        accepted_at=time.time() if accepted_at is None else accepted_at,
+    )
+
+
+HarnessMaker = Callable[..., Awaitable[Harness]]
+
+
+@pytest.fixture
+async def harness(harness_factory: Callable[..., Any]) -> AsyncIterator[HarnessMaker]:
+    """``harness_factory``, also removing the delay queues the roles declared."""
+    made: list[Harness] = []
+
+    async def make(*args: Any, **kwargs: Any) -> Harness:
+        h: Harness = await harness_factory(*args, **kwargs)
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        for interaction in h.directory.interactions.values():
+            interval = interaction.reliability.retry_interval.total_seconds()
+            await h.broker.delete_queue(h.settings.delay_queue(max(1, round(interval * 1000))))
+
+
+def require_rabbitmqctl() -> None:
+    """rabbitmqctl closes connections from the server side; CI (MHS_REQUIRE_BROKER=1) has it."""
+    if shutil.which("rabbitmqctl") is None:
+        message = "rabbitmqctl is not installed here"
+        if os.environ.get("MHS_REQUIRE_BROKER") == "1":
+            pytest.fail(message + " (MHS_REQUIRE_BROKER=1)")
+        pytest.skip(message)
+
+
+class Processes:
+    """A chaos cluster of real role processes, and an observer of the instance queues."""
+
+    def __init__(self, cluster: ChaosCluster, tally: Tally) -> None:
+        self.cluster = cluster
+        self.tally = tally
+
+
+ProcessesMaker = Callable[..., Awaitable[Processes]]
+
+
+@pytest.fixture
+async def processes(
+    rabbitmq_url: str, redis_url: str, unique: str, tmp_path: Path
+) -> AsyncIterator[ProcessesMaker]:
+    """Start role processes (``ChaosConfig`` fields as keywords); everything is removed after."""
+    observer_broker = create_broker(rabbitmq_url, connection_name=f"observer-test-{unique}")
+    await observer_broker.start()
+    started: list[tuple[ChaosCluster, Observer]] = []
+
+    async def start(**config: Any) -> Processes:
+        defaults: dict[str, Any] = {
+            "broker_url": rabbitmq_url,
+            "state_url": redis_url,
+            "workdir": tmp_path / f"run-{len(started)}",
+            "run_id": f"{unique}-{len(started)}",
+        }
+        cluster = ChaosCluster(ChaosConfig(**{**defaults, **config}))
+        tally = Tally()
+        observer = Observer(
+            observer_broker,
+            [cluster.settings.inbound_queue(p.asid) for p in cluster.directory.parties],
+            tally,
+        )
+        started.append((cluster, observer))
+        await observer.start()
+        await cluster.start()
+        return Processes(cluster, tally)
+
+    yield start
+    for cluster, observer in started:
+        await observer.stop()
+        await cluster.close()
+        await cluster.remove_traces(observer_broker)
+    await observer_broker.stop()
