@@ -1,0 +1,38 @@
+"""A short run of scripts/bench so the benchmark never rots (figures are not judged here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+KEYS = (
+    "yardstick_mps",
+    "product_mps",
+    "ratio",
+    "yardstick_p50_ms",
+    "yardstick_p99_ms",
+    "product_p50_ms",
+    "product_p99_ms",
+    "yardstick_one_in_flight_p50_ms",
+    "product_one_in_flight_p50_ms",
+    "half_rate_p99_ratio",
+)
+
+
+@pytest.mark.rabbitmq
+def test_bench_runs_both_systems_and_loses_nothing(rabbitmq_url: str) -> None:
+    argv = [sys.executable, str(ROOT / "scripts/bench.py"), "--json", "--broker", rabbitmq_url]
+    argv += ["--messages", "200", "--warmup", "20", "--one", "20"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout)
+    for key in KEYS:
+        assert figures[key] > 0, key
+    assert figures["lost"] == 0
+    assert figures["refused"] == 0
+    assert set(figures["product_rss_mb"]) == {"outbound", "worker", "spine-proxy", "inbound"}
