@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from mhs.directory import Party
 
 # EIS Part 2 §2.5.4.2, as the NHS adaptor enforces it.
 AttachmentContentType = Literal[
@@ -65,3 +69,45 @@ class OutboundRecord(BaseModel):
     payload: str
     attachments: tuple[AttachmentIn, ...] = ()
     accepted_at: float
+
+    @classmethod
+    def stamped(
+        cls,
+        sender: Party,
+        recipient: Party,
+        *,
+        message_id: str,
+        interaction_id: str,
+        payload: str,
+        correlation_id: str | None = None,
+        attachments: Iterable[AttachmentIn] = (),
+        accepted_at: float | None = None,
+    ) -> OutboundRecord:
+        """The record for a message from ``sender`` to ``recipient``, identities taken from
+        the directory's parties (never from the request)."""
+        return cls(
+            message_id=message_id,
+            correlation_id=message_id if correlation_id is None else correlation_id,
+            interaction_id=interaction_id,
+            from_asid=sender.asid,
+            from_party_key=sender.party_key,
+            from_ods=sender.ods_code,
+            to_asid=recipient.asid,
+            to_party_key=recipient.party_key,
+            to_ods=recipient.ods_code,
+            payload=payload,
+            attachments=tuple(attachments),
+            accepted_at=time.time() if accepted_at is None else accepted_at,
+        )
+
+    def log_fields(self) -> dict[str, str]:
+        """The fields every log event about this message carries."""
+        return {
+            "message_id": self.message_id,
+            "correlation_id": self.correlation_id,
+            "interaction_id": self.interaction_id,
+            "from_asid": self.from_asid,
+            "to_asid": self.to_asid,
+            "from_ods": self.from_ods,
+            "to_ods": self.to_ods,
+        }

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import time
 from pathlib import Path
 
 import orjson
@@ -28,6 +27,7 @@ from mhs.directory import Directory, Party, load_topology
 from mhs.ebxml import MessageHeader, build_request, parse_message, timestamp_now
 from mhs.ids import is_asid, new_id
 from mhs.instance_queue import instance_message
+from mhs.outbound_queue import outbound_message
 from mhs.queues import declare_known
 from mhs.records import OutboundRecord
 from mhs.settings import Settings
@@ -41,36 +41,6 @@ def party(directory: Directory, key: str) -> Party:
     if found is None:
         raise SystemExit(f"inject-queue: {key!r} is not an ASID or ODS code in the topology")
     return found
-
-
-def outbound_message(
-    sender: Party, recipient: Party, interaction: str, payload: str, message_id: str
-) -> OutgoingMessage:
-    record = OutboundRecord(
-        message_id=message_id,
-        correlation_id=message_id,
-        interaction_id=interaction,
-        from_asid=sender.asid,
-        from_party_key=sender.party_key,
-        from_ods=sender.ods_code,
-        to_asid=recipient.asid,
-        to_party_key=recipient.party_key,
-        to_ods=recipient.ods_code,
-        payload=payload,
-        accepted_at=time.time(),
-    )
-    return OutgoingMessage(
-        body=record.model_dump_json().encode(),
-        message_id=message_id,
-        correlation_id=message_id,
-        type=interaction,
-        app_id="inject-queue",
-        headers={
-            "interaction-id": interaction,
-            "from-asid": sender.asid,
-            "to-asid": recipient.asid,
-        },
-    )
 
 
 def inbound_message(
@@ -141,7 +111,16 @@ async def inject(args: argparse.Namespace) -> int:
                 else Planned(message_id, sender, recipient, args.interaction, "deliver").payload()
             )
             message = (
-                outbound_message(sender, recipient, args.interaction, payload, message_id)
+                outbound_message(
+                    OutboundRecord.stamped(
+                        sender,
+                        recipient,
+                        message_id=message_id,
+                        interaction_id=args.interaction,
+                        payload=payload,
+                    ),
+                    app_id="inject-queue",
+                )
                 if args.target == "outbound"
                 else inbound_message(
                     directory,

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import orjson
 
 from mhs.broker.factory import create_broker
 from mhs.chaos.cluster import EXHAUSTING, EXPIRING, ChaosCluster, ChaosConfig
@@ -125,19 +124,7 @@ class Sender:
     counts: Counter[str] = field(default_factory=Counter)
 
     async def send(self, planned: Planned) -> None:
-        token = self.directory.credential_for(planned.sender.asid)
-        assert token is not None, "plan_traffic only sends from hosted instances"
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "Interaction-Id": planned.interaction_id,
-            "Message-Id": planned.message_id,
-            "Correlation-Id": planned.message_id,
-            "wait-for-response": "false",
-            "ods-code": planned.recipient.ods_code,
-            "to-asid": planned.recipient.asid,
-            "Content-Type": "application/json",
-        }
-        body = orjson.dumps({"payload": planned.payload()})
+        headers, body = planned.request(self.directory)
         for _ in range(120):
             try:
                 async with self.session.post(self.url + "/", data=body, headers=headers) as answer:

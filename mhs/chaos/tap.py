@@ -20,9 +20,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-HOP_BY_HOP = frozenset(
-    {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade"}
-)
+from mhs.roles.http_relay import forwarded_headers
 
 
 def _share(message_id: str, salt: str) -> float:
@@ -93,9 +91,7 @@ class Tap:
 
     async def _relay(self, request: web.Request) -> web.Response:
         body = await request.read()
-        headers = CIMultiDict(
-            (k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP
-        )
+        headers = forwarded_headers(request.headers.items())
         message_id = request.headers.get("Message-Id", "")
         self.counts["received"] += 1
         first_time = message_id not in self._seen

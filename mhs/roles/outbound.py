@@ -13,12 +13,13 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from pydantic import ValidationError
 
-from mhs.broker import Broker, BrokerError, OutgoingMessage
+from mhs.broker import Broker, BrokerError
 from mhs.directory import Directory, Party
 from mhs.ebxml import EbxmlError, extract_device_asids
 from mhs.events import Event
 from mhs.ids import is_asid, is_uuid, new_id
 from mhs.logs import get_logger
+from mhs.outbound_queue import outbound_message
 from mhs.queues import declare_outbound
 from mhs.records import OutboundRecord, OutboundRequest
 from mhs.roles.common import BROKER, DIRECTORY, LOG, SETTINGS, create_role_app, text_error
@@ -129,15 +130,7 @@ async def post_message(request: web.Request) -> web.Response:
             interaction_id=request.headers.get("Interaction-Id"),
         )
         return text_error(refused.status, refused.text, **refused.headers)
-    fields = {
-        "message_id": record.message_id,
-        "correlation_id": record.correlation_id,
-        "interaction_id": record.interaction_id,
-        "from_asid": record.from_asid,
-        "to_asid": record.to_asid,
-        "from_ods": record.from_ods,
-        "to_ods": record.to_ods,
-    }
+    fields = record.log_fields()
     log.info(Event.MESSAGE_ACCEPTED, **fields)
     if wait:
         return await hold_for_reply(request, record, fields, lambda: _queue(app, record, fields))
@@ -160,20 +153,7 @@ async def _queue(
     try:
         await app[BROKER].publish(
             settings.outbound_queue,
-            OutgoingMessage(
-                body=record.model_dump_json().encode(),
-                message_id=record.message_id,
-                correlation_id=record.correlation_id,
-                type=record.interaction_id,
-                app_id="mhs-outbound",
-                headers={
-                    "interaction-id": record.interaction_id,
-                    "from-asid": record.from_asid,
-                    "to-asid": record.to_asid,
-                    "from-party-key": record.from_party_key,
-                    "to-party-key": record.to_party_key,
-                },
-            ),
+            outbound_message(record, app_id="mhs-outbound"),
         )
     except BrokerError as error:
         log.warning(Event.MESSAGE_REFUSED, status=503, reason=str(error), **fields)
@@ -224,18 +204,13 @@ async def _accept(request: web.Request) -> tuple[OutboundRecord, bool]:
             f"payload communicationFunctionRcv ASID {payload_to} is not the recipient "
             f"{recipient.asid} of ods-code {recipient.ods_code}",
         )
-    record = OutboundRecord(
+    record = OutboundRecord.stamped(
+        sender,
+        recipient,
         message_id=message_id,
         correlation_id=correlation_id,
         interaction_id=interaction_id,
-        from_asid=sender.asid,
-        from_party_key=sender.party_key,
-        from_ods=sender.ods_code,
-        to_asid=recipient.asid,
-        to_party_key=recipient.party_key,
-        to_ods=recipient.ods_code,
         payload=body.payload,
         attachments=body.attachments,
-        accepted_at=time.time(),
     )
     return record, hold

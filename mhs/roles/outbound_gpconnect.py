@@ -29,6 +29,7 @@ from mhs.gpconnect.interactions import GpcInteraction, gpconnect_interaction, se
 from mhs.ids import is_uuid
 from mhs.roles.common import DIRECTORY, LOG, SETTINGS
 from mhs.roles.fhir_http import outcome_response
+from mhs.roles.http_relay import HOP_BY_HOP, forwarded_headers, relayed_response, stream_body
 from mhs.roles.limits import TooLarge, read_capped
 from mhs.ssp import JwtRefused, Refusal
 from mhs.ssp.jwt_claims import (
@@ -44,25 +45,13 @@ CREDENTIAL_HEADER = "Mhs-Credential"
 ROUTE = "/gpconnect/{ods}/{fhir:.*}"
 PROXY_SESSION = web.AppKey("gpconnect_proxy_session", aiohttp.ClientSession)
 # Hop-by-hop headers, and those this path sets itself (the credential never leaves).
-_NOT_FORWARDED = frozenset(
-    {
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "upgrade",
-        "te",
-        "trailer",
-        "proxy-connection",
-        "mhs-credential",
-        "authorization",
-        "ssp-from",
-        "ssp-to",
-        "ssp-traceid",
-    }
-)
-_CHUNK_BYTES = 64 * 1024
+_NOT_FORWARDED = HOP_BY_HOP | {
+    "mhs-credential",
+    "authorization",
+    "ssp-from",
+    "ssp-to",
+    "ssp-traceid",
+}
 _ODS = re.compile(ODS_PATTERN)
 
 
@@ -227,9 +216,7 @@ async def forward_gpconnect(request: web.Request) -> web.StreamResponse:
     url = f"{settings.spine_proxy_url.rstrip('/')}/{target}"
     if raw_query:
         url += "?" + raw_query
-    headers = CIMultiDict(
-        (k, v) for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED
-    )
+    headers = forwarded_headers(request.headers.items(), _NOT_FORWARDED)
     headers.update(
         {
             "Ssp-From": sender.asid,
@@ -275,14 +262,8 @@ async def _send(
             headers=headers,
             allow_redirects=False,
         ) as upstream:
-            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-            for name, value in upstream.headers.items():
-                if name.lower() not in _NOT_FORWARDED:
-                    response.headers.add(name, value)
-            await response.prepare(request)
-            async for chunk in upstream.content.iter_chunked(_CHUNK_BYTES):
-                await response.write(chunk)
-            await response.write_eof()
+            response = relayed_response(upstream, _NOT_FORWARDED)
+            await stream_body(request, upstream, response)
     except (TimeoutError, aiohttp.ClientError) as error:
         if response is None:
             refusal = (

@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
 from yarl import URL
 
 from mhs.events import Event
 from mhs.roles.client_certs import client_certificate
 from mhs.roles.common import DIRECTORY, LOG, SETTINGS
+from mhs.roles.http_relay import forwarded_headers, relayed_response, stream_body
 from mhs.roles.limits import TooLarge, read_capped
 from mhs.roles.proxy_refusals import refuse
 from mhs.settings import Settings
@@ -27,20 +27,6 @@ from mhs.tls import client_context
 
 PROVIDER_SESSION = web.AppKey("provider_session", aiohttp.ClientSession)
 TARGET_ROUTE = r"/{target:https?://.*}"
-HOP_BY_HOP = frozenset(
-    {
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "upgrade",
-        "proxy-connection",
-        "te",
-        "trailer",
-    }
-)
-CHUNK_BYTES = 64 * 1024
 
 
 def check_context(settings: Settings) -> CheckContext:
@@ -115,9 +101,7 @@ async def _pass_on(
     request: web.Request, url: str, body: bytes, fields: dict[str, str | None]
 ) -> web.StreamResponse:
     app = request.app
-    outgoing = CIMultiDict(
-        (name, value) for name, value in request.headers.items() if name.lower() not in HOP_BY_HOP
-    )
+    outgoing = forwarded_headers(request.headers.items())
     outgoing.add("Forwarded", _forwarded(request))
     endpoint = url.partition("?")[0]
     started = time.perf_counter()
@@ -130,15 +114,9 @@ async def _pass_on(
             headers=outgoing,
             allow_redirects=False,
         ) as upstream:
-            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-            for name, value in upstream.headers.items():
-                if name.lower() not in HOP_BY_HOP:
-                    response.headers.add(name, value)
+            response = relayed_response(upstream)
             response.headers.setdefault("Cache-Control", "no-store")
-            await response.prepare(request)
-            async for chunk in upstream.content.iter_chunked(CHUNK_BYTES):
-                await response.write(chunk)
-            await response.write_eof()
+            await stream_body(request, upstream, response)
     except (TimeoutError, aiohttp.ClientError) as error:
         if response is None:
             if isinstance(error, TimeoutError):

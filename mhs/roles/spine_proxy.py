@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
 
 from mhs.directory import Directory, Party
 from mhs.ebxml import (
@@ -24,6 +23,7 @@ from mhs.ids import new_id
 from mhs.logs import get_logger
 from mhs.roles.client_certs import client_certificate
 from mhs.roles.common import DIRECTORY, LOG, SETTINGS, create_role_app
+from mhs.roles.http_relay import forwarded_headers
 from mhs.roles.limits import TooLarge, read_capped
 from mhs.roles.proxy_faults import apply_faults, install_fault_control
 from mhs.roles.proxy_gpconnect import add_gpconnect_routes, check_context
@@ -36,9 +36,6 @@ from mhs.tls import client_context
 
 ROLE = "spine-proxy"
 SESSION = web.AppKey("session", aiohttp.ClientSession)
-HOP_BY_HOP = frozenset(
-    {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade"}
-)
 
 
 def create_spine_proxy_app(settings: Settings, directory: Directory) -> web.Application:
@@ -138,9 +135,7 @@ async def _forward(
 ) -> web.Response:
     app = request.app
     url = app[SETTINGS].endpoint_overrides.get(receiver.mhs, receiver.endpoint)
-    forward_headers = CIMultiDict(
-        (k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP
-    )
+    forward_headers = forwarded_headers(request.headers.items())
     started = time.perf_counter()
     try:
         async with app[SESSION].post(url, data=body, headers=forward_headers) as response:

@@ -127,15 +127,7 @@ class DeliveryWorker:
         except ValidationError as error:
             await self._dead_letter_unreadable(delivery, str(error))
             return
-        fields = {
-            "message_id": record.message_id,
-            "correlation_id": record.correlation_id,
-            "interaction_id": record.interaction_id,
-            "from_asid": record.from_asid,
-            "to_asid": record.to_asid,
-            "from_ods": record.from_ods,
-            "to_ods": record.to_ods,
-        }
+        fields = record.log_fields()
         progress = Progress.of(delivery.headers, redelivered=delivery.redelivered)
         interaction = self.directory.interaction(record.interaction_id)
         recipient = self.directory.by_asid(record.to_asid)

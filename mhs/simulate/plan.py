@@ -6,6 +6,8 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
+import orjson
+
 from mhs.directory import Directory, Party
 from mhs.ids import new_id
 
@@ -46,6 +48,22 @@ class Planned:
             to_asid=self.recipient.asid,
             from_asid=self.sender.asid,
         )
+
+    def request(self, directory: Directory) -> tuple[dict[str, str], bytes]:
+        """Headers and JSON body of the sender's ``POST /`` to the outbound MHS."""
+        token = directory.credential_for(self.sender.asid)
+        assert token is not None, "plan_traffic only sends from hosted instances"
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Interaction-Id": self.interaction_id,
+            "Message-Id": self.message_id,
+            "Correlation-Id": self.message_id,
+            "wait-for-response": "false",
+            "ods-code": self.recipient.ods_code,
+            "to-asid": self.recipient.asid,
+            "Content-Type": "application/json",
+        }
+        return headers, orjson.dumps({"payload": self.payload()})
 
 
 def expectation(

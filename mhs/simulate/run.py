@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import orjson
 
 from mhs.broker import Broker, Delivery, Subscription
 from mhs.broker.factory import create_broker
@@ -111,19 +110,7 @@ async def _send(
     planned: Planned,
     tally: Tally,
 ) -> None:
-    token = directory.credential_for(planned.sender.asid)
-    assert token is not None, "plan_traffic only sends from hosted instances"
-    headers = {
-        "Authorization": f"Bearer {token}",
-        "Interaction-Id": planned.interaction_id,
-        "Message-Id": planned.message_id,
-        "Correlation-Id": planned.message_id,
-        "wait-for-response": "false",
-        "ods-code": planned.recipient.ods_code,
-        "to-asid": planned.recipient.asid,
-        "Content-Type": "application/json",
-    }
-    body = orjson.dumps({"payload": planned.payload()})
+    headers, body = planned.request(directory)
     tally.sent_at[planned.message_id] = time.perf_counter()
     async with session.post(outbound_url + "/", data=body, headers=headers) as response:
         await response.read()

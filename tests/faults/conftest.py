@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from pathlib import Path
@@ -49,18 +48,13 @@ def record(
     frm, to = directory.by_asid(sender), directory.by_asid(recipient)
     assert frm is not None
     assert to is not None
-    return OutboundRecord(
+    return OutboundRecord.stamped(
+        frm,
+        to,
         message_id=message_id,
-        correlation_id=message_id,
         interaction_id=interaction,
-        from_asid=frm.asid,
-        from_party_key=frm.party_key,
-        from_ods=frm.ods_code,
-        to_asid=to.asid,
-        to_party_key=to.party_key,
-        to_ods=to.ods_code,
         payload=f'<hl7:{interaction} xmlns:hl7="urn:hl7-org:v3"/>',
-        accepted_at=time.time() if accepted_at is None else accepted_at,
+        accepted_at=accepted_at,
     )
 
 

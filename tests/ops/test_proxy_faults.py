@@ -191,18 +191,12 @@ def _direct_request(h: Harness) -> tuple[str, str, bytes, dict[str, str]]:
     assert recipient
     assert interaction
     message_id = new_id()
-    record = OutboundRecord(
+    record = OutboundRecord.stamped(
+        sender,
+        recipient,
         message_id=message_id,
-        correlation_id=message_id,
         interaction_id=GP2GP,
-        from_asid=sender.asid,
-        from_party_key=sender.party_key,
-        from_ods=sender.ods_code,
-        to_asid=recipient.asid,
-        to_party_key=recipient.party_key,
-        to_ods=recipient.ods_code,
         payload=HL7.format(id=message_id),
-        accepted_at=time.time(),
     )
     request = spine_request(record, interaction, recipient)
     headers = {**request.headers, "Ssp-TraceID": new_id().lower()}

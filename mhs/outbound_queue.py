@@ -1,0 +1,25 @@
+"""Messages for the outbound queue: the stamped record, with routing facts as headers."""
+
+from __future__ import annotations
+
+from mhs.broker import OutgoingMessage
+from mhs.records import OutboundRecord
+
+
+def outbound_message(record: OutboundRecord, *, app_id: str) -> OutgoingMessage:
+    """The queue message the delivery workers take: the record as JSON, and headers that
+    say who sent what to whom without parsing it."""
+    return OutgoingMessage(
+        body=record.model_dump_json().encode(),
+        message_id=record.message_id,
+        correlation_id=record.correlation_id,
+        type=record.interaction_id,
+        app_id=app_id,
+        headers={
+            "interaction-id": record.interaction_id,
+            "from-asid": record.from_asid,
+            "to-asid": record.to_asid,
+            "from-party-key": record.from_party_key,
+            "to-party-key": record.to_party_key,
+        },
+    )
