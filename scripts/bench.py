@@ -88,12 +88,36 @@ class System:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     messages: Callable[[int], Iterator[Message]] = field(default=lambda _: iter(()))
 
+    def cpu_s(self) -> dict[str, float]:
+        """CPU seconds (user and system) used so far by each role (with its children, as
+        under py-spy), by RabbitMQ and by this driver."""
+        out: dict[str, float] = {}
+        for role, proc in self.processes.items():
+            with suppress(psutil.Error):
+                process = psutil.Process(proc.pid)
+                out[role] = sum(_cpu(p) for p in (process, *process.children(recursive=True)))
+        out["rabbitmq"] = sum(_cpu(p) for p in _rabbitmq_processes())
+        out["driver"] = _cpu(psutil.Process())
+        return out
+
     def rss_mb(self) -> dict[str, float]:
         out: dict[str, float] = {}
         for role, proc in self.processes.items():
             with suppress(psutil.Error):
                 out[role] = round(psutil.Process(proc.pid).memory_info().rss / 2**20, 1)
         return out
+
+
+def _cpu(process: psutil.Process) -> float:
+    with suppress(psutil.Error):
+        times = process.cpu_times()
+        return float(times.user + times.system)
+    return 0.0
+
+
+def _rabbitmq_processes() -> list[psutil.Process]:
+    names = ("beam.smp", "epmd", "erl_child_setup")
+    return [p for p in psutil.process_iter(["name"]) if p.info["name"] in names]
 
 
 @dataclass
@@ -106,6 +130,7 @@ class Phase:
     p50_ms: float
     p99_ms: float
     refused: int
+    cpu_us_per_message: dict[str, float] = field(default_factory=dict)
 
 
 class Driver:
@@ -164,7 +189,8 @@ class Driver:
         accepted: list[str] = []
         refused = 0
         gate = asyncio.Semaphore(concurrency)
-        limiter = AsyncLimiter(rate, 1.0) if rate else None
+        # A bucket of one: evenly spaced sends, not a burst of ``rate`` at the start.
+        limiter = AsyncLimiter(1, 1.0 / rate) if rate else None
 
         async def one(message: Message) -> None:
             nonlocal refused
@@ -398,10 +424,18 @@ async def _measure(
 ) -> dict[str, Phase]:
     await driver.watch(system.queues)
     await driver.run(system.url, list(system.messages(args.warmup)), concurrency=args.concurrency)
+    before = system.cpu_s()
+    load = await driver.run(
+        system.url, list(system.messages(args.messages)), concurrency=args.concurrency
+    )
+    after = system.cpu_s()
+    load.cpu_us_per_message = {
+        part: round((after[part] - before.get(part, 0.0)) * 1e6 / max(load.arrived, 1), 1)
+        for part in after
+    }
+    load.cpu_us_per_message["total"] = round(sum(load.cpu_us_per_message.values()), 1)
     phases = {
-        "load": await driver.run(
-            system.url, list(system.messages(args.messages)), concurrency=args.concurrency
-        ),
+        "load": load,
         "one": await driver.run(system.url, list(system.messages(args.one)), concurrency=1),
     }
     if rate:
@@ -489,6 +523,8 @@ def _record(result: dict[str, Any], ys: dict[str, Phase], pr: dict[str, Phase]) 
         product_one_in_flight_p50_ms=pr["one"].p50_ms,
         product_one_in_flight_p99_ms=pr["one"].p99_ms,
         one_in_flight_p50_ratio=_ratio(pr["one"].p50_ms, ys["one"].p50_ms),
+        yardstick_cpu_us_per_message=ys["load"].cpu_us_per_message,
+        product_cpu_us_per_message=pr["load"].cpu_us_per_message,
         lost=sum(p.sent - p.refused - p.arrived for p in (*ys.values(), *pr.values())),
         refused=sum(p.refused for p in (*ys.values(), *pr.values())),
     )
@@ -566,6 +602,8 @@ def _print(result: dict[str, Any]) -> None:
     print(f"{'':28}{'yardstick':>12}{'product':>12}{'ratio':>8}")
     for name, ys, pr, ratio in rows:
         print(f"{name:28}{ys:>12}{pr:>12}{ratio:>8}")
+    print(f"CPU us per message, yardstick: {result['yardstick_cpu_us_per_message']}")
+    print(f"CPU us per message, product:   {result['product_cpu_us_per_message']}")
     print(f"product RSS MB: {result['product_rss_mb']}; lost {result['lost']}")
     for size, figures in result.get("scaling", {}).items():
         print(f"scaling {size}: {figures}")
