@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from mhs.events import Event
 from mhs.state import StateError, StateStore, create_state_store
 from mhs.status import MAX_STEPS, STEP_EVENTS, encode_step, status_name
+from mhs.tasks import stop_task
 
 if TYPE_CHECKING:  # mhs.logs puts record_status in its chain, so it imports this module
     from mhs.logs import Logger
@@ -32,6 +33,9 @@ EventDict = MutableMapping[str, Any]
 RECORDING_ROLES = frozenset({"outbound", "worker", "spine-proxy", "inbound"})
 FLUSH_INTERVAL_S = 0.025
 RETRY_INTERVAL_S = 1.0
+# How long stop() lets a write in progress finish before cancelling it, and then waits.
+STOP_GRACE_S = 5.0
+STOP_TIMEOUT_S = 1.0
 # Steps held while the store does not answer; beyond this the newest are dropped (and
 # counted in the next status.write_failed), so an outage cannot exhaust memory.
 MAX_PENDING = 100_000
@@ -57,6 +61,7 @@ class StatusRecorder:
         self._pending: list[tuple[float, str, str, EventDict]] = []
         self._dropped = 0
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     def observe(self, event: EventDict) -> None:
         """Keep ``event`` if it is a step of a message (on every log call: keep it cheap)."""
@@ -77,11 +82,10 @@ class StatusRecorder:
 
     async def stop(self) -> None:
         """Stop the periodic writes, then write what is left."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        # Woken rather than cancelled: a write cancelled half way would lose its batch.
+        self._stopping.set()
+        task, self._task = self._task, None
+        await stop_task(task, within_s=STOP_TIMEOUT_S, grace_s=STOP_GRACE_S)
         await self.flush()
 
     async def flush(self) -> bool:
@@ -111,8 +115,9 @@ class StatusRecorder:
 
     async def _run(self) -> None:
         wait = self._interval_s
-        while True:
-            await asyncio.sleep(wait)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), wait)
             # While the store does not answer, try (and say so) once a second, not 40 times.
             wait = self._interval_s if await self.flush() else RETRY_INTERVAL_S
 

@@ -15,6 +15,7 @@ from aiormq.abc import AbstractChannel, DeliveredMessage
 
 from mhs.broker.base import BrokerError, Handler, HeaderValue, run_handler
 from mhs.broker.codec import decode_headers
+from mhs.tasks import stop_task
 
 # Settling can only fail because the channel went away; the broker then redelivers.
 _LINK_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError)
@@ -311,10 +312,7 @@ class RabbitSubscription:
             return
         self._cancelled = True
         self._on_cancelled(self)
-        if self._restoring is not None:
-            self._restoring.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._restoring
+        await stop_task(self._restoring, within_s=self._timeout)
         channel, self._channel = self._channel, None
         if channel is not None and not channel.is_closed:
             with contextlib.suppress(TimeoutError, *_LINK_ERRORS):

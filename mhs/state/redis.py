@@ -9,7 +9,6 @@ happened), except ``append``, which may then add its items twice. Claims are has
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import struct
 from collections.abc import Awaitable, Mapping, Sequence
@@ -23,6 +22,7 @@ from redis.exceptions import RedisError
 
 from mhs.settings import redact_url
 from mhs.state.base import Claim, ClaimState, StateError, StateStore, ttl_ms
+from mhs.tasks import stop_task
 
 _CLAIM = """
 local record = redis.call('HMGET', KEYS[1], 'state', 'owner', 'value')
@@ -123,6 +123,7 @@ class RedisStateStore(StateStore):
         self._start_timeout = start_timeout_s
         self._ping_interval = ping_interval_s
         self._available = False
+        self._stopping = False
         self._monitor: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -140,14 +141,13 @@ class RedisStateStore(StateStore):
             else:
                 break
         self._available = True
+        self._stopping = False
         self._monitor = loop.create_task(self._watch())
 
     async def stop(self) -> None:
-        if self._monitor is not None:
-            self._monitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor
-            self._monitor = None
+        self._stopping = True
+        monitor, self._monitor = self._monitor, None
+        await stop_task(monitor, within_s=self._start_timeout)
         self._available = False
         await self._client.aclose()
 
@@ -224,7 +224,9 @@ class RedisStateStore(StateStore):
         return StateError(f"the state store at {self._where} did not answer: {error!r}")
 
     async def _watch(self) -> None:
-        while True:
+        # redis-py can turn a cancellation that lands inside a command into a
+        # ConnectionError, which this loop survives: the flag ends it all the same.
+        while not self._stopping:
             await asyncio.sleep(self._ping_interval)
             try:
                 await self._client.ping()

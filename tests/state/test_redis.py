@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
@@ -65,3 +66,17 @@ async def test_a_lost_link_fails_calls_clearly_and_readiness_follows_it(
         assert await store.release("m-1", owner="a")
     finally:
         await store.stop()
+
+
+async def test_stop_ends_the_ping_task_even_when_a_ping_swallows_the_cancellation(
+    redis_url: str, unique: str
+) -> None:
+    # redis-py turns a cancellation that lands inside a command into a ConnectionError, so
+    # a store stopped mid-ping used to keep pinging and its stop() never returned.
+    for _ in range(30):
+        store = RedisStateStore(redis_url, prefix=f"test-{unique}.", ping_interval_s=0.0)
+        await store.start()
+        await asyncio.sleep(0.001)
+        async with asyncio.timeout(5):
+            await store.stop()
+        assert not store.available
