@@ -165,6 +165,21 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
     listy.write_text("[1, 2]")
     with pytest.raises(TopologyError, match="expected a mapping"):
         load_topology(listy)
+    binary = tmp_path / "binary.yaml"
+    binary.write_text("mhs: !!binary aGVsbG8=\n")
+    with pytest.raises(TopologyError, match="JSON cannot represent") as caught:
+        load_topology(binary)
+    assert str(caught.value).startswith(str(binary))
+
+
+def test_an_unquoted_asid_is_refused_not_turned_into_a_string(tmp_path: Path) -> None:
+    data = _raw()
+    data["mhs"][0]["instances"][0]["asid"] = 918000000001
+    with pytest.raises(TopologyError) as caught:
+        load_topology(_write(tmp_path, data))
+    assert "instances[0] (Hosted practice 1).asid: Input should be a valid string" in str(
+        caught.value
+    )
 
 
 def test_json_topology_loads(tmp_path: Path) -> None:
