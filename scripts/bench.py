@@ -276,9 +276,15 @@ def _payload(size: int, message_id: str, frm: str, to: str) -> str:
 
 @asynccontextmanager
 async def yardstick(
-    session: aiohttp.ClientSession, amqp: str, prefix: str, size: int, log_dir: Path
+    session: aiohttp.ClientSession,
+    amqp: str,
+    prefix: str,
+    size: int,
+    log_dir: Path,
+    *,
+    recipients: int = 1,
 ) -> AsyncIterator[System]:
-    """The yardstick's four processes, and messages for it."""
+    """The yardstick's four processes, and messages for it (to ``recipients`` queues)."""
     ports = {role: _free_port() for role in ("outbound", "worker", "proxy", "inbound")}
     urls = {role: f"http://127.0.0.1:{port}" for role, port in ports.items()}
     script = [sys.executable, str(ROOT / "scripts/yardstick.py")]
@@ -289,7 +295,9 @@ async def yardstick(
         "worker": ["--amqp", amqp, "--queue", work, "--target", urls["proxy"] + "/"],
         "outbound": ["--amqp", amqp, "--queue", work],
     }
-    system = System("yardstick", urls["outbound"] + "/", [delivered])
+    targets = [delivered] if recipients == 1 else [f"{delivered}.{i}" for i in range(recipients)]
+    system = System("yardstick", urls["outbound"] + "/", targets)
+    rng = random.Random(7)  # a reproducible load, not a secret
     for role, extra in args.items():
         system.processes[role] = _spawn(
             f"yardstick-{role}", [*script, role, "--port", str(ports[role]), *extra], {}, log_dir
@@ -299,7 +307,10 @@ async def yardstick(
         for _ in range(count):
             message_id = str(uuid.uuid4()).upper()
             body = orjson.dumps({"payload": _payload(size, message_id, "x" * 12, "y" * 12)})
-            yield Message(message_id, {"Message-Id": message_id}, body)
+            headers = {"Message-Id": message_id}
+            if recipients > 1:
+                headers["To-Queue"] = rng.choice(targets)
+            yield Message(message_id, headers, body)
 
     system.messages = messages
     try:
@@ -475,7 +486,12 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             ) as session:
                 driver = Driver(client, session)
                 async with yardstick(
-                    session, args.broker, f"bench-{run}.ys.", args.size, log_dir
+                    session,
+                    args.broker,
+                    f"bench-{run}.ys.",
+                    args.size,
+                    log_dir,
+                    recipients=args.yardstick_queues,
                 ) as system:
                     queues += [*system.queues, f"bench-{run}.ys.work"]
                     ys = await _measure(driver, system, args, None)
@@ -620,6 +636,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--size", type=int, default=1024, help="HL7 payload bytes")
     parser.add_argument("--no-half-rate", dest="half_rate", action="store_false")
+    parser.add_argument(
+        "--yardstick-queues",
+        type=int,
+        default=1,
+        help="recipient queues the yardstick's inbound spreads messages over (the product: 64)",
+    )
     parser.add_argument("--scaling", action="store_true")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 1_000, 10_000])
     parser.add_argument("--keep-logs", type=Path, default=None)

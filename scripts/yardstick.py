@@ -23,13 +23,18 @@ import aiohttp
 import uvloop
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aiohttp import web
+from pamqp.common import FieldTable
 
-QUEUE_ARGUMENTS = {"x-queue-type": "quorum", "x-delivery-limit": 20}
+QUEUE_ARGUMENTS: FieldTable = {"x-queue-type": "quorum", "x-delivery-limit": 20}
 PREFETCH = 64
 
 CHANNEL = web.AppKey("channel", AbstractChannel)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 QUEUE = web.AppKey("queue", str)
+DECLARED = web.AppKey("declared", set[str])
+# With --yardstick-queues the bench names each message's recipient queue here, as the
+# product's recipient is named by ods-code; every hop carries it on.
+TO_QUEUE = "To-Queue"
 TARGET = web.AppKey("target", str)
 
 
@@ -40,6 +45,7 @@ def _broker_ctx(url: str, queue: str) -> Callable[[web.Application], AsyncIterat
         await channel.declare_queue(queue, durable=True, arguments=QUEUE_ARGUMENTS)
         app[CHANNEL] = channel
         app[QUEUE] = queue
+        app[DECLARED] = {queue}
         yield
         await connection.close()
 
@@ -52,16 +58,35 @@ async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def _publish(app: web.Application, body: bytes, message_id: str | None) -> None:
+async def _publish(
+    app: web.Application,
+    body: bytes,
+    message_id: str | None,
+    *,
+    queue: str | None = None,
+    to_queue: str | None = None,
+) -> None:
     message = aio_pika.Message(
-        body, message_id=message_id, delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+        body,
+        message_id=message_id,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        headers={TO_QUEUE: to_queue} if to_queue else None,
     )
-    await app[CHANNEL].default_exchange.publish(message, routing_key=app[QUEUE], mandatory=True)
+    queue = queue or app[QUEUE]
+    if queue not in app[DECLARED]:
+        await app[CHANNEL].declare_queue(queue, durable=True, arguments=QUEUE_ARGUMENTS)
+        app[DECLARED].add(queue)
+    await app[CHANNEL].default_exchange.publish(message, routing_key=queue, mandatory=True)
 
 
 async def accept(request: web.Request) -> web.Response:
     """Outbound: confirm the message onto the queue, answer 202."""
-    await _publish(request.app, await request.read(), request.headers.get("Message-Id"))
+    await _publish(
+        request.app,
+        await request.read(),
+        request.headers.get("Message-Id"),
+        to_queue=request.headers.get(TO_QUEUE),
+    )
     return web.Response(status=202)
 
 
@@ -69,6 +94,8 @@ async def relay(request: web.Request) -> web.Response:
     """Proxy: pass the POST on to the target and its answer back."""
     body = await request.read()
     headers = {"Message-Id": request.headers.get("Message-Id", "")}
+    if TO_QUEUE in request.headers:
+        headers[TO_QUEUE] = request.headers[TO_QUEUE]
     async with request.app[SESSION].post(
         request.app[TARGET], data=body, headers=headers
     ) as response:
@@ -77,7 +104,12 @@ async def relay(request: web.Request) -> web.Response:
 
 async def receive(request: web.Request) -> web.Response:
     """Inbound: confirm the message onto the recipient queue, answer 200."""
-    await _publish(request.app, await request.read(), request.headers.get("Message-Id"))
+    await _publish(
+        request.app,
+        await request.read(),
+        request.headers.get("Message-Id"),
+        queue=request.headers.get(TO_QUEUE),
+    )
     return web.Response(status=200)
 
 
@@ -93,6 +125,9 @@ def _worker_ctx(
 
         async def deliver(message: AbstractIncomingMessage) -> None:
             headers = {"Message-Id": message.message_id or ""}
+            to_queue = (message.headers or {}).get(TO_QUEUE)
+            if isinstance(to_queue, str):
+                headers[TO_QUEUE] = to_queue
             async with session.post(target, data=message.body, headers=headers) as response:
                 await response.read()
             await message.ack()
