@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from mhs.broker import Delivery
 from mhs.delivery import spine_request
 from mhs.ebxml import classify_reply
 from mhs.events import Event
@@ -54,6 +55,18 @@ async def wait_for(h: Harness, event: str, message_id: str, within_s: float = 20
         await asyncio.sleep(0.02)
 
 
+async def delivered(h: Harness, message_id: str, within_s: float = 30) -> Delivery:
+    """The message from its recipient's queue, once the worker has logged it delivered.
+
+    The inbound MHS publishes before its acknowledgment travels back to the worker, so the
+    message can be on the queue before the worker's last attempt is in the log.
+    """
+    delivery = await h.take(h.settings.inbound_queue(RECIPIENT), within_s=within_s)
+    assert delivery.message_id == message_id
+    await wait_for(h, Event.DELIVERY_DELIVERED, message_id)
+    return delivery
+
+
 def attempts(h: Harness, message_id: str) -> list[tuple[int, str]]:
     return [(e["attempt"], e["outcome"]) for e in of(h, Event.DELIVERY_ATTEMPT, message_id)]
 
@@ -62,8 +75,7 @@ async def test_added_latency_delays_the_answer_then_delivers(harness_factory: An
     h = await harness_factory()
     await set_fault(h, {"kind": "latency", "delay": {"ms": 300}, "from_asid": SENDER})
     message_id = await send(h)
-    delivery = await h.take(h.settings.inbound_queue(RECIPIENT))
-    assert delivery.message_id == message_id
+    await delivered(h, message_id)
     injected = of(h, Event.PROXY_FAULT_INJECTED, message_id)
     assert [(e["kind"], e["delay_ms"], e["attempt"]) for e in injected] == [("latency", 300, 1)]
     [attempt] = of(h, Event.DELIVERY_ATTEMPT, message_id)
@@ -88,7 +100,7 @@ async def test_retriable_answers_are_retried_until_the_fault_lets_go(
     h = await harness_factory()
     await set_fault(h, {**rule, "attempts": 2, "to_asid": RECIPIENT, "interaction_id": GP2GP})
     message_id = await send(h)
-    delivery = await h.take(h.settings.inbound_queue(RECIPIENT))
+    delivery = await delivered(h, message_id)
     assert delivery.headers["mhs-attempt"] == 3
     assert attempts(h, message_id) == [(1, "transient"), (2, "transient"), (3, "accepted")]
     injected = of(h, Event.PROXY_FAULT_INJECTED, message_id)
@@ -115,8 +127,7 @@ async def test_a_timeout_makes_the_worker_give_up_and_retry(harness_factory: Any
     h = await harness_factory()
     await set_fault(h, {"kind": "timeout", "attempts": 1})
     message_id = await send(h)
-    delivery = await h.take(h.settings.inbound_queue(RECIPIENT), within_s=30)
-    assert delivery.message_id == message_id
+    await delivered(h, message_id)
     first, second = of(h, Event.DELIVERY_ATTEMPT, message_id)
     assert (first["outcome"], first["status"]) == ("transient", None)
     assert "Timeout" in first["reason"]
@@ -130,8 +141,7 @@ async def test_a_dropped_acknowledgement_is_retried_and_the_copy_dropped_at_inbo
     h = await harness_factory()
     await set_fault(h, {"kind": "drop-ack", "then": then, "attempts": 1, "from_asid": SENDER})
     message_id = await send(h)
-    delivery = await h.take(h.settings.inbound_queue(RECIPIENT), within_s=30)
-    assert delivery.message_id == message_id
+    await delivered(h, message_id)
     await wait_for(h, Event.INBOUND_DUPLICATE, message_id)
     assert [e["outcome"] for e in of(h, Event.DELIVERY_ATTEMPT, message_id)] == [
         "transient",
@@ -146,9 +156,7 @@ async def test_duplicate_forwarding_is_dropped_by_inbound(harness_factory: Any) 
     h = await harness_factory()
     await set_fault(h, {"kind": "duplicate", "copies": 3, "to_asid": RECIPIENT})
     message_id = await send(h)
-    delivery = await h.take(h.settings.inbound_queue(RECIPIENT))
-    assert delivery.message_id == message_id
-    await wait_for(h, Event.DELIVERY_DELIVERED, message_id)
+    await delivered(h, message_id)
     assert attempts(h, message_id) == [(1, "accepted")]
     assert len(of(h, Event.PROXY_FORWARDED, message_id)) == 3
     assert len(of(h, Event.INBOUND_DUPLICATE, message_id)) == 2
@@ -162,7 +170,7 @@ async def test_rules_only_touch_the_traffic_they_name(harness_factory: Any) -> N
         h, {"kind": "http-status", "status": 500, "interaction_id": "MCCI_IN010000UK13"}
     )
     message_id = await send(h)
-    await h.take(h.settings.inbound_queue(RECIPIENT))
+    await delivered(h, message_id)
     assert attempts(h, message_id) == [(1, "accepted")]
     assert not of(h, Event.PROXY_FAULT_INJECTED, message_id)
 
@@ -176,6 +184,8 @@ async def test_clearing_restores_normal_behaviour_at_once(harness_factory: Any) 
     fresh = await send(h)
     arrived = {(await h.take(h.settings.inbound_queue(RECIPIENT))).message_id for _ in range(2)}
     assert arrived == {stuck, fresh}
+    for message_id in arrived:
+        await wait_for(h, Event.DELIVERY_DELIVERED, message_id)
     # What clearing must guarantee: no rule touched the fresh message. Its first attempt
     # is normally accepted too; once in CI it came back transient for a reason that was
     # not recorded, so the reasons are in the message should it happen again.
