@@ -51,6 +51,7 @@ async def test_a_long_wait_happens_in_a_delay_queue_not_in_a_worker(harness: Har
         (1, delay_queue, 1500),
         (2, delay_queue, 1500),
     ]
+    await h.logged(Event.DELIVERY_DELIVERED, message_id)
     attempts = events_for(h, Event.DELIVERY_ATTEMPT, message_id)
     assert [e["attempt"] for e in attempts] == [1, 2, 3]
     assert await h.depth(h.settings.dead_letter_queue) == 0

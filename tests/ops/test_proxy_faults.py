@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -49,10 +48,7 @@ async def send(h: Harness) -> str:
 
 
 async def wait_for(h: Harness, event: str, message_id: str, within_s: float = 20) -> None:
-    deadline = time.monotonic() + within_s
-    while not of(h, event, message_id):
-        assert time.monotonic() < deadline, f"no {event} for {message_id}"
-        await asyncio.sleep(0.02)
+    await h.logged(event, message_id, within_s)
 
 
 async def delivered(h: Harness, message_id: str, within_s: float = 30) -> Delivery:

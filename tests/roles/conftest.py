@@ -101,6 +101,20 @@ class Harness:
     def events(self, name: str) -> list[MutableMapping[str, Any]]:
         return [entry for entry in self.logs if entry.get("event") == name]
 
+    async def logged(
+        self, name: str, message_id: str, within_s: float = 20.0
+    ) -> list[MutableMapping[str, Any]]:
+        """The ``name`` events for ``message_id``, once there is one (failing after
+        ``within_s``): a role can log after the effect a test saw, as the worker logs a
+        delivery only once the acknowledgment is back, after the message reached its queue."""
+        deadline = time.monotonic() + within_s
+        while True:
+            found = [e for e in self.events(name) if e.get("message_id") == message_id]
+            if found:
+                return found
+            assert time.monotonic() < deadline, f"no {name} for {message_id} in {within_s}s"
+            await asyncio.sleep(0.02)
+
 
 @pytest.fixture
 async def harness_factory(rabbitmq_url: str, unique: str) -> AsyncIterator[Callable[..., object]]:
