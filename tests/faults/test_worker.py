@@ -27,10 +27,6 @@ async def add_fault(h: Harness, **rule: object) -> None:
         assert response.status == 201, await response.text()
 
 
-def events_for(h: Harness, event: Event, message_id: str) -> list[dict[str, object]]:
-    return [dict(e) for e in h.events(event) if e.get("message_id") == message_id]
-
-
 async def test_a_long_wait_happens_in_a_delay_queue_not_in_a_worker(harness: HarnessMaker) -> None:
     h = await harness(directory=topology_with(retry_interval="PT1.5S", retries=3))
     await add_fault(h, kind="http-status", status=503, attempts=2, from_asid=SENDER)
@@ -46,13 +42,13 @@ async def test_a_long_wait_happens_in_a_delay_queue_not_in_a_worker(harness: Har
     delivery = await h.take(h.settings.inbound_queue(RECIPIENT), within_s=20)
     assert delivery.message_id == message_id
     assert delivery.headers["mhs-attempt"] == 3
-    scheduled = events_for(h, Event.DELIVERY_RETRY_SCHEDULED, message_id)
+    scheduled = h.events_for(Event.DELIVERY_RETRY_SCHEDULED, message_id)
     assert [(e["attempt"], e["queue"], e["wait_ms"]) for e in scheduled] == [
         (1, delay_queue, 1500),
         (2, delay_queue, 1500),
     ]
     await h.logged(Event.DELIVERY_DELIVERED, message_id)
-    attempts = events_for(h, Event.DELIVERY_ATTEMPT, message_id)
+    attempts = h.events_for(Event.DELIVERY_ATTEMPT, message_id)
     assert [e["attempt"] for e in attempts] == [1, 2, 3]
     assert await h.depth(h.settings.dead_letter_queue) == 0
     assert await h.depth(delay_queue) == 0
@@ -83,7 +79,7 @@ async def test_the_attempt_count_travels_with_the_message(harness: HarnessMaker)
     assert notice.message_id == exhausted
     assert notice.headers["mhs-outcome"] == "dead-lettered"
     assert notice.headers["mhs-reason"] == "retries exhausted after 3 attempts: HTTP 503"
-    assert not events_for(h, Event.DELIVERY_ATTEMPT, exhausted)
+    assert not h.events_for(Event.DELIVERY_ATTEMPT, exhausted)
 
 
 async def test_in_attempts_mode_the_count_includes_the_first_send(harness: HarnessMaker) -> None:
@@ -93,7 +89,7 @@ async def test_in_attempts_mode_the_count_includes_the_first_send(harness: Harne
     assert (await h.send(SENDER, ods_code="A80002", message_id=message_id)).status == 202
     dead = await h.take(h.settings.dead_letter_queue)
     assert dead.headers["x-mhs-attempts"] == 2  # retries=2 sends in all
-    assert len(events_for(h, Event.DELIVERY_ATTEMPT, message_id)) == 2
+    assert len(h.events_for(Event.DELIVERY_ATTEMPT, message_id)) == 2
 
 
 async def test_a_message_expires_with_its_persist_duration_and_the_sender_is_told(
@@ -150,7 +146,7 @@ async def test_a_message_already_past_its_persist_duration_is_never_sent(
     notice = await h.take(h.settings.inbound_queue(SENDER))
     assert notice.headers["mhs-outcome"] == "expired"
     assert notice.headers["mhs-reason"] == "persist duration passed after 0 attempts: never sent"
-    assert not events_for(h, Event.DELIVERY_ATTEMPT, message_id)
+    assert not h.events_for(Event.DELIVERY_ATTEMPT, message_id)
 
 
 async def _slow_path(harness: HarnessMaker, *, latency_s: float) -> tuple[Harness, Harness, Tap]:
@@ -177,7 +173,7 @@ async def test_a_graceful_stop_lets_in_flight_deliveries_finish(harness: Harness
         await rest.cluster.stop()  # SIGTERM's path: outbound, then the worker drains
         drained = rest.events(Event.WORKER_DRAINED)
         assert [(e["in_flight"], e["handed_back"]) for e in drained] == [(1, 0)]
-        assert events_for(rest, Event.DELIVERY_DELIVERED, message_id)
+        assert rest.events_for(Event.DELIVERY_DELIVERED, message_id)
         delivery = await inbound.take(inbound.settings.inbound_queue(RECIPIENT))
         assert delivery.message_id == message_id
         assert await inbound.depth(inbound.settings.outbound_queue) == 0
@@ -196,7 +192,7 @@ async def test_work_outliving_the_shutdown_timeout_goes_back_to_the_queue(
         await rest.cluster.stop()
         drained = rest.events(Event.WORKER_DRAINED)
         assert [(e["in_flight"], e["handed_back"]) for e in drained] == [(1, 1)]
-        assert not events_for(rest, Event.DELIVERY_DELIVERED, message_id)
+        assert not rest.events_for(Event.DELIVERY_DELIVERED, message_id)
         await eventually(lambda: _depth(inbound, inbound.settings.outbound_queue, 1))
 
         # The next worker counts the attempt that was in flight, and the message arrives
@@ -208,14 +204,14 @@ async def test_work_outliving_the_shutdown_timeout_goes_back_to_the_queue(
         )
         delivery = await inbound.take(inbound.settings.inbound_queue(RECIPIENT), within_s=15)
         assert delivery.message_id == message_id
-        resumed = events_for(later, Event.DELIVERY_RESUMED, message_id)
+        resumed = later.events_for(Event.DELIVERY_RESUMED, message_id)
         assert [e["attempt"] for e in resumed] == [1]
         # The first copy reaches inbound too (before or after): it is not delivered again.
         await eventually(
-            lambda: len(events_for(inbound, Event.INBOUND_RECEIVED, message_id)) == 2,
+            lambda: len(inbound.events_for(Event.INBOUND_RECEIVED, message_id)) == 2,
             within_s=10,
         )
-        assert len(events_for(inbound, Event.INBOUND_DUPLICATE, message_id)) == 1
+        assert len(inbound.events_for(Event.INBOUND_DUPLICATE, message_id)) == 1
         assert await inbound.depth(inbound.settings.inbound_queue(RECIPIENT)) == 0
     finally:
         await tap.stop()

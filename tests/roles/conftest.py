@@ -101,6 +101,9 @@ class Harness:
     def events(self, name: str) -> list[MutableMapping[str, Any]]:
         return [entry for entry in self.logs if entry.get("event") == name]
 
+    def events_for(self, name: str, message_id: str) -> list[MutableMapping[str, Any]]:
+        return [entry for entry in self.events(name) if entry.get("message_id") == message_id]
+
     async def logged(
         self, name: str, message_id: str, within_s: float = 20.0
     ) -> list[MutableMapping[str, Any]]:
@@ -109,7 +112,7 @@ class Harness:
         delivery only once the acknowledgment is back, after the message reached its queue."""
         deadline = time.monotonic() + within_s
         while True:
-            found = [e for e in self.events(name) if e.get("message_id") == message_id]
+            found = self.events_for(name, message_id)
             if found:
                 return found
             assert time.monotonic() < deadline, f"no {name} for {message_id} in {within_s}s"

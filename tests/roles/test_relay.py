@@ -131,13 +131,11 @@ async def test_no_data_sharing_agreement_is_refused_dead_lettered_and_reported(
     assert orjson.loads(dead.body)["message_id"] == message_id  # the original body, unchanged
 
     assert await h.depth(h.settings.inbound_queue(STRANGER)) == 0
-    refused = [e for e in h.events(Event.PROXY_REFUSED) if e.get("message_id") == message_id]
+    refused = h.events_for(Event.PROXY_REFUSED, message_id)
     assert refused
     assert refused[0]["status"] == 403
     assert refused[0]["reason"] == token
-    assert (
-        len([e for e in h.events(Event.DELIVERY_ATTEMPT) if e.get("message_id") == message_id]) == 1
-    )
+    assert len(h.events_for(Event.DELIVERY_ATTEMPT, message_id)) == 1
 
 
 async def test_a_proxy_answering_503_twice_delivers_on_the_third_attempt(
@@ -155,7 +153,7 @@ async def test_a_proxy_answering_503_twice_delivers_on_the_third_attempt(
     assert delivery.message_id == message_id
     assert delivery.headers["mhs-attempt"] == 3
     await h.logged(Event.DELIVERY_DELIVERED, message_id)
-    attempts = [e for e in h.events(Event.DELIVERY_ATTEMPT) if e.get("message_id") == message_id]
+    attempts = h.events_for(Event.DELIVERY_ATTEMPT, message_id)
     assert [(e["attempt"], e["outcome"], e["status"]) for e in attempts] == [
         (1, "transient", 503),
         (2, "transient", 503),

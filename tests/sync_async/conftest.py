@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -53,10 +53,6 @@ async def post(
 async def add_fault(h: Harness, **rule: Any) -> None:
     async with h.http.post(h.url("spine-proxy") + "/_admin/faults", json=rule) as response:
         assert response.status == 201, await response.text()
-
-
-def logged(h: Harness, event: str, message_id: str) -> list[MutableMapping[str, Any]]:
-    return [e for e in h.events(event) if e.get("message_id") == message_id]
 
 
 async def until(check: Callable[[], bool], within_s: float = 20.0, what: str = "") -> None:

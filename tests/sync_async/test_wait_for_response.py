@@ -22,7 +22,6 @@ from .conftest import (
     SENDER,
     SPINE,
     add_fault,
-    logged,
     post,
     until,
 )
@@ -52,13 +51,13 @@ async def test_a_held_request_is_answered_with_the_replys_payload(
     _reply_of(text, message_id)
     # The reply went to the held request, not to the instance's queue.
     assert await h.depth(h.settings.inbound_queue(SENDER)) == 0
-    [answered] = logged(h, Event.PROXY_ANSWERED_AS_SPINE, message_id)
+    [answered] = h.events_for(Event.PROXY_ANSWERED_AS_SPINE, message_id)
     assert answered["to_asid"] == SPINE
-    [sent] = logged(h, Event.PROXY_REPLY_SENT, message_id)
+    [sent] = h.events_for(Event.PROXY_REPLY_SENT, message_id)
     assert (sent["outcome"], sent["status"], sent["from_asid"]) == ("sent", 202, SPINE)
-    [delivered] = logged(h, Event.INBOUND_DELIVERED, message_id)
+    [delivered] = h.events_for(Event.INBOUND_DELIVERED, message_id)
     assert delivered["queue"].startswith(h.settings.queue("replies."))
-    [replied] = logged(h, Event.MESSAGE_REPLIED, message_id)
+    [replied] = h.events_for(Event.MESSAGE_REPLIED, message_id)
     assert replied["status"] == 200
     # The registration is gone once the request is answered.
     state = create_state_store(state_url, prefix=h.settings.queue_prefix)
@@ -107,7 +106,7 @@ async def test_a_late_reply_times_out_with_500_and_still_reaches_the_instance_qu
         f"No reply to message {message_id} arrived within 1 s; it was sent, and its reply, "
         "when it comes, goes to your inbound queue"
     )
-    [timed_out] = logged(h, Event.MESSAGE_REPLY_TIMED_OUT, message_id)
+    [timed_out] = h.events_for(Event.MESSAGE_REPLY_TIMED_OUT, message_id)
     assert timed_out["outcome"] == "timed-out"
     late = await h.take(h.settings.inbound_queue(SENDER))
     assert late.message_id == message_id
@@ -122,10 +121,10 @@ async def test_a_dropped_reply_times_out_and_nothing_arrives(harness_factory: An
     status, text, _ = await post(h, h.url("outbound"), message_id=message_id)
     assert status == 500
     assert "arrived within 1 s" in text
-    await until(lambda: bool(logged(h, Event.PROXY_REPLY_SENT, message_id)), what="dropped")
-    [dropped] = logged(h, Event.PROXY_REPLY_SENT, message_id)
+    await until(lambda: bool(h.events_for(Event.PROXY_REPLY_SENT, message_id)), what="dropped")
+    [dropped] = h.events_for(Event.PROXY_REPLY_SENT, message_id)
     assert dropped["outcome"] == "dropped"
-    assert not logged(h, Event.INBOUND_RECEIVED, message_id)
+    assert not h.events_for(Event.INBOUND_RECEIVED, message_id)
     assert await h.depth(h.settings.inbound_queue(SENDER)) == 0
 
 
@@ -144,13 +143,13 @@ async def test_two_replicas_each_get_their_own_replies(
         _reply_of(text, message_id)
     # Each reply went to the reply queue of the replica holding its request.
     queues = {
-        logged(h, Event.MESSAGE_AWAITING_REPLY, message_id)[0]["queue"]: url
+        h.events_for(Event.MESSAGE_AWAITING_REPLY, message_id)[0]["queue"]: url
         for url, message_id in zip(urls, ids, strict=True)
     }
     assert len(queues) == 2
     assert other.reply_queue in queues
     for url, message_id in zip(urls, ids, strict=True):
-        [delivered] = logged(h, Event.INBOUND_DELIVERED, message_id)
+        [delivered] = h.events_for(Event.INBOUND_DELIVERED, message_id)
         assert queues[delivered["queue"]] == url
     assert await h.depth(h.settings.inbound_queue(SENDER)) == 0
 
@@ -163,7 +162,7 @@ async def test_a_stopping_replica_answers_and_its_reply_goes_to_the_instance_que
     await add_fault(h, kind="latency", delay=1500, interaction_id=SCR_REPLY)
     message_id = new_id()
     held = asyncio.create_task(post(h, doomed.url, message_id=message_id))
-    await until(lambda: bool(logged(h, Event.MESSAGE_AWAITING_REPLY, message_id)), what="held")
+    await until(lambda: bool(h.events_for(Event.MESSAGE_AWAITING_REPLY, message_id)), what="held")
     await doomed.stop()
     status, text, _ = await held
     assert status == 500
@@ -171,7 +170,7 @@ async def test_a_stopping_replica_answers_and_its_reply_goes_to_the_instance_que
     reply = await h.take(h.settings.inbound_queue(SENDER))
     assert reply.message_id == message_id
     assert reply.headers["interaction-id"] == SCR_REPLY
-    assert not logged(h, Event.INBOUND_REPLY_REROUTED, message_id)
+    assert not h.events_for(Event.INBOUND_REPLY_REROUTED, message_id)
 
 
 async def test_a_dead_replicas_reply_queue_is_not_a_dead_end(
@@ -200,9 +199,9 @@ async def test_a_dead_replicas_reply_queue_is_not_a_dead_end(
         await store.stop()
     assert reply.message_id == message_id
     assert reply.headers["interaction-id"] == SCR_REPLY
-    [delivered] = logged(h, Event.INBOUND_DELIVERED, message_id)
+    [delivered] = h.events_for(Event.INBOUND_DELIVERED, message_id)
     assert delivered["queue"] == dead.queue
-    [forwarded] = logged(h, Event.MESSAGE_REPLY_FORWARDED, message_id)
+    [forwarded] = h.events_for(Event.MESSAGE_REPLY_FORWARDED, message_id)
     assert forwarded["outcome"] == "delivered"
     assert forwarded["queue"] == h.settings.inbound_queue(SENDER)
 
@@ -223,7 +222,7 @@ async def test_a_reply_queue_that_is_gone_reroutes_the_reply(
     finally:
         await store.stop()
     assert reply.message_id == message_id
-    [rerouted] = logged(h, Event.INBOUND_REPLY_REROUTED, message_id)
+    [rerouted] = h.events_for(Event.INBOUND_REPLY_REROUTED, message_id)
     assert rerouted["queue"] == gone
     assert "unroutable" in rerouted["reason"]
 
@@ -246,7 +245,7 @@ async def test_a_message_id_already_held_is_refused(harness_factory: Any) -> Non
     await add_fault(h, kind="latency", delay=1000, interaction_id=SCR_REPLY)
     message_id = new_id()
     first = asyncio.create_task(post(h, h.url("outbound"), message_id=message_id))
-    await until(lambda: bool(logged(h, Event.MESSAGE_AWAITING_REPLY, message_id)), what="held")
+    await until(lambda: bool(h.events_for(Event.MESSAGE_AWAITING_REPLY, message_id)), what="held")
     status, text, _ = await post(h, h.url("outbound"), message_id=message_id)
     assert status == 409
     assert text == (
@@ -255,7 +254,7 @@ async def test_a_message_id_already_held_is_refused(harness_factory: Any) -> Non
     )
     status, text, _ = await first
     assert status == 200, text
-    assert len(logged(h, Event.MESSAGE_QUEUED, message_id)) == 1
+    assert len(h.events_for(Event.MESSAGE_QUEUED, message_id)) == 1
 
 
 async def test_no_ods_code_means_spine_and_spine_receives_only_its_services(
@@ -273,7 +272,7 @@ async def test_no_ods_code_means_spine_and_spine_receives_only_its_services(
     message_id = new_id()
     status, _, _ = await post(h, h.url("outbound"), message_id=message_id, wait=False)
     assert status == 202
-    [queued] = logged(h, Event.MESSAGE_QUEUED, message_id)
+    [queued] = h.events_for(Event.MESSAGE_QUEUED, message_id)
     assert (queued["to_asid"], queued["to_ods"]) == (SPINE, "YES")
     assert queued["interaction_id"] == SCR_QUERY
 
@@ -313,10 +312,10 @@ async def test_spine_acknowledges_a_reliable_message_and_sends_no_reply_it_has_n
         h, h.url("outbound"), message_id=message_id, interaction="REPC_IN150016UK05", wait=False
     )
     assert status == 202
-    await until(lambda: bool(logged(h, Event.DELIVERY_DELIVERED, message_id)), what="delivered")
-    [answered] = logged(h, Event.PROXY_ANSWERED_AS_SPINE, message_id)
+    await until(lambda: bool(h.events_for(Event.DELIVERY_DELIVERED, message_id)), what="delivered")
+    [answered] = h.events_for(Event.PROXY_ANSWERED_AS_SPINE, message_id)
     assert answered["status"] == 200  # an ebXML Acknowledgment, as AckRequested asks
-    [attempt] = logged(h, Event.DELIVERY_ATTEMPT, message_id)
+    [attempt] = h.events_for(Event.DELIVERY_ATTEMPT, message_id)
     assert (attempt["outcome"], attempt["status"]) == ("accepted", 200)
-    assert not logged(h, Event.PROXY_REPLY_SENT, message_id)
-    assert not logged(h, Event.PROXY_FORWARDED, message_id)
+    assert not h.events_for(Event.PROXY_REPLY_SENT, message_id)
+    assert not h.events_for(Event.PROXY_FORWARDED, message_id)
