@@ -4,7 +4,7 @@
 
 Times a worker's ``delivery.attempt`` event (the fields it really carries) through:
 - ``plain``: the chain without metrics, level filtered in the bound logger (the old set-up);
-- ``metrics``: mhs.logs as configured now (metrics processor first, then the level);
+- ``metrics``: mhs.observe.logs as configured now (metrics processor first, then the level);
 - ``metrics, level WARNING``: the same event when the level drops it (metrics only);
 - ``metrics, to a file``: as ``metrics``, written to a real file as a role writes stdout;
 and prints microseconds per event (best of 5 rounds).
@@ -23,9 +23,9 @@ from typing import Any
 import orjson
 import structlog
 
-from mhs import metrics
-from mhs.events import Event
-from mhs.logs import configure_logging, get_logger
+from mhs.observe import metrics
+from mhs.observe.events import Event
+from mhs.observe.logs import configure_logging, get_logger
 
 FIELDS: dict[str, Any] = {
     "message_id": "7797C19E-5B20-4BF5-B9A8-DE3838759FCB",

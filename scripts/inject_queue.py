@@ -26,10 +26,10 @@ from mhs.broker.factory import create_broker
 from mhs.directory import Directory, Party, load_topology
 from mhs.ebxml import MessageHeader, build_request, parse_message, timestamp_now
 from mhs.ids import is_asid, new_id
-from mhs.instance_queue import instance_message
-from mhs.outbound_queue import outbound_message
-from mhs.queues import declare_known
-from mhs.records import OutboundRecord
+from mhs.messages.instance import instance_message
+from mhs.messages.outbound import outbound_message
+from mhs.messages.queues import declare_known
+from mhs.messages.records import OutboundRecord
 from mhs.settings import Settings
 from mhs.simulate.plan import Planned
 

@@ -6,7 +6,7 @@ import ast
 import re
 from pathlib import Path
 
-from mhs.events import Event
+from mhs.observe.events import Event
 
 ROOT = Path(__file__).parents[1]
 SCHEMA = (ROOT / "docs/log-schema.md").read_text()

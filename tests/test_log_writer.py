@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 
-from mhs.logs import FLUSH_AFTER_S, LineWriter
+from mhs.observe.logs import FLUSH_AFTER_S, LineWriter
 
 
 class _Counting(io.StringIO):

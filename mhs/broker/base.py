@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from mhs.events import Event
-from mhs.logs import get_logger
+from mhs.observe.events import Event
+from mhs.observe.logs import get_logger
 
 HeaderValue = str | int | float | bool | None
 

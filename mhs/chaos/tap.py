@@ -20,7 +20,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from mhs.roles.http_relay import forwarded_headers
+from mhs.roles.http.relay import forwarded_headers
 
 
 def _share(message_id: str, salt: str) -> float:

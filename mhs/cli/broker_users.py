@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mhs.broker_users import BrokerUsersError, Via, choose_applier, plan_users
+from mhs.broker.users import BrokerUsersError, Via, choose_applier, plan_users
 
 app = typer.Typer(
     help="Per-instance RabbitMQ users: each may read its own mhs.inbound.<ASID> queue only.",

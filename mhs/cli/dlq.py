@@ -16,7 +16,7 @@ from rich.table import Table
 
 from mhs.broker import BrokerError
 from mhs.broker.factory import create_broker
-from mhs.dead_letters import DeadLetter, DeadLetters
+from mhs.reliability.dead_letters import DeadLetter, DeadLetters
 from mhs.settings import Settings
 
 app = typer.Typer(

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mhs.faults import FaultKind
+from mhs.spine.faults import FaultKind
 
 app = typer.Typer(
     help="Faults on the Spine proxy simulator (its /_admin/faults API): per sender ASID, "

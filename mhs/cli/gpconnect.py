@@ -9,8 +9,8 @@ from typing import Annotated
 import orjson
 import typer
 
-from mhs.gpconnect.consumer import consumer_jwt
-from mhs.gpconnect.records import patients_of
+from mhs.provider.records import patients_of
+from mhs.ssp.consumer_jwt import consumer_jwt
 
 app = typer.Typer(help="GP Connect helpers: consumer JWTs and the simulated patients.")
 

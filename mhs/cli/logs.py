@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mhs.events import Event
+from mhs.observe.events import Event
 
 app = typer.Typer(help="Read the roles' JSON logs.", no_args_is_help=True)
 err = Console(stderr=True)

@@ -26,7 +26,7 @@ from mhs.cli.inject import inject as inject_cmd
 from mhs.cli.logs import app as logs_app
 from mhs.cli.status import status as status_cmd
 from mhs.directory import Directory, TopologyError, generate_topology, load_topology
-from mhs.logs import configure_logging
+from mhs.observe.logs import configure_logging
 from mhs.runner import ROLES, Cluster, RoleName, wait_for_stop_signal
 from mhs.settings import Settings
 

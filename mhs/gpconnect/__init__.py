@@ -1,2 +1,2 @@
-"""GP Connect: the interactions we know, and the simulated provider's records. No transport
-imports, and nothing here imports the directory (the directory validates against it)."""
+"""GP Connect: the interactions we know and FHIR's wire formats. No transport imports, and
+nothing here imports the directory or the SSP (both read from it)."""

@@ -13,15 +13,16 @@ import orjson
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from mhs import metrics as role_metrics
 from mhs.broker import Broker, BrokerError
 from mhs.broker.factory import create_broker
 from mhs.directory import Directory
-from mhs.events import Event
-from mhs.logs import Logger
-from mhs.metrics import RoleMetrics
+from mhs.observe import metrics as role_metrics
+from mhs.observe.events import Event
+from mhs.observe.logs import Logger
+from mhs.observe.metrics import RoleMetrics
 from mhs.roles.timeline import timeline_ctx
 from mhs.settings import Settings, redact_url
+from mhs.state import StateStore, create_state_store
 
 ReadinessCheck = Callable[[], str | None]
 QUEUE_DEPTH_TIMEOUT_S = 1.0
@@ -68,7 +69,8 @@ def create_role_app(
     its own broker.
 
     A role that ``uses_broker=False`` neither connects one nor reports on it. ``/metrics``
-    serves the role's own registry (mhs.metrics); a role adds gauges through ``app[METRICS]``
+    serves the role's own registry (mhs.observe.metrics); a role adds gauges through
+    ``app[METRICS]``
     (for example ``app[METRICS].track_in_flight(...)``) once its start-up has begun.
     """
     app = web.Application(client_max_size=settings.max_request_bytes)
@@ -205,3 +207,20 @@ async def _log_started(app: web.Application) -> None:
 async def _log_stopping(app: web.Application) -> None:
     app[LIFECYCLE].stopping = True
     app[LOG].info(Event.ROLE_STOPPING)
+
+
+@contextlib.asynccontextmanager
+async def opened_state_store(app: web.Application) -> AsyncIterator[StateStore]:
+    """The role's state store (Redis, or the in-process one), started and logged, for the
+    length of the block."""
+    settings = app[SETTINGS]
+    store = create_state_store(settings.state_url, prefix=settings.queue_prefix)
+    await store.start()
+    app[LOG].info(
+        Event.STATE_CONNECTED,
+        store=redact_url(settings.state_url) if settings.state_url else "memory",
+    )
+    try:
+        yield store
+    finally:
+        await store.stop()

@@ -13,13 +13,13 @@ import time
 from aiohttp import web
 
 from mhs.directory import Directory, Mhs
-from mhs.events import Event
-from mhs.gpconnect.provider import Provider, ProviderRequest
-from mhs.logs import get_logger
-from mhs.roles.client_certs import only_from_spine_proxy
+from mhs.observe.events import Event
+from mhs.observe.logs import get_logger
+from mhs.provider.provider import Provider, ProviderRequest
 from mhs.roles.common import LOG, create_role_app
-from mhs.roles.fhir_http import fhir_response
-from mhs.roles.limits import TooLarge, read_capped
+from mhs.roles.http.client_certs import only_from_spine_proxy
+from mhs.roles.http.fhir import fhir_response
+from mhs.roles.http.limits import TooLarge, read_capped
 from mhs.settings import Settings
 from mhs.ssp import JwtPolicy, Refusal, provider_outcome
 

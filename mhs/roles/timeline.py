@@ -1,4 +1,4 @@
-"""Every role's status timeline recorder (mhs.status_recorder), opened and closed with it."""
+"""Every role's status timeline recorder (mhs.observe.recorder), opened and closed with it."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from mhs import status_recorder
-from mhs.logs import Logger
+from mhs.observe import recorder as status_recorder
+from mhs.observe.logs import Logger
 from mhs.settings import Settings
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]

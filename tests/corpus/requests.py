@@ -25,9 +25,9 @@ from urllib.parse import urlsplit
 import orjson
 import yaml
 
-from mhs.gpconnect.consumer import consumer_claims
 from mhs.gpconnect.interactions import service_root
-from mhs.gpconnect.records import patients_of
+from mhs.provider.records import patients_of
+from mhs.ssp.consumer_jwt import consumer_claims
 
 HERE = Path(__file__).parent
 PRESETS: dict[str, Any] = yaml.safe_load((HERE / "presets.yaml").read_text())

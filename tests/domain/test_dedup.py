@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mhs.dedup import DuplicateElimination, First, InProgress, Seen
+from mhs.state.dedup import DuplicateElimination, First, InProgress, Seen
 from mhs.state.memory import MemoryStateStore
 
 

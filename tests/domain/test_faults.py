@@ -5,7 +5,7 @@ import statistics
 import pytest
 from pydantic import ValidationError
 
-from mhs.faults import DuplicateRule, FaultPlan, FaultRule
+from mhs.spine.faults import DuplicateRule, FaultPlan, FaultRule
 
 A, B = "918000000001", "918000000002"
 

@@ -18,7 +18,7 @@ from mhs.chaos.cluster import ChaosCluster, ChaosConfig
 from mhs.chaos.tally import Observer, Tally
 from mhs.directory import Directory
 from mhs.directory.loader import DEFAULT_TOPOLOGY, parse_topology
-from mhs.records import OutboundRecord
+from mhs.messages.records import OutboundRecord
 from tests.roles.conftest import Harness, harness_factory
 
 __all__ = ["harness_factory"]

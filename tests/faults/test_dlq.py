@@ -12,10 +12,10 @@ import orjson
 import pytest
 
 from mhs.broker import OutgoingMessage, PublishError
-from mhs.dead_letters import DeadLetters
-from mhs.events import Event
 from mhs.ids import new_id
-from mhs.queues import declare_outbound
+from mhs.messages.queues import declare_outbound
+from mhs.observe.events import Event
+from mhs.reliability.dead_letters import DeadLetters
 from tests.broker.support import eventually
 from tests.roles.conftest import Harness
 

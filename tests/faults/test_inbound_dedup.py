@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from mhs.ebxml import MessageHeader, build_request, classify_reply
-from mhs.events import Event
 from mhs.ids import new_id
+from mhs.observe.events import Event
 from mhs.roles.common import BROKER
 from mhs.state import StateStore, create_state_store
 from tests.broker.support import eventually

@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 
 from mhs.broker import HeaderValue
-from mhs.delivery import carried_headers
 from mhs.directory import Reliability
 from mhs.ebxml import ErrorDetail, build_soap_fault
-from mhs.reliability import GiveUp, Progress, Retry, RetryPolicy, judge_response
+from mhs.reliability.notices import carried_headers
+from mhs.reliability.policy import GiveUp, Progress, Retry, RetryPolicy, judge_response
 
 
 def reliability(retries: int = 2, interval_s: float = 0.2, persist_s: float = 300) -> Reliability:

@@ -11,8 +11,8 @@ import pytest
 from mhs.broker import OutgoingMessage
 from mhs.chaos.tap import Tap, TapFaults
 from mhs.ebxml import classify_reply
-from mhs.events import Event
 from mhs.ids import new_id
+from mhs.observe.events import Event
 from mhs.roles.worker import WORKER
 from tests.broker.support import eventually
 from tests.roles.conftest import Harness

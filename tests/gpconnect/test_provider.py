@@ -14,11 +14,11 @@ from structlog.testing import capture_logs
 
 from mhs.directory import Directory, generate_topology, load_topology
 from mhs.directory.generate import DEFAULT_TOPOLOGY_HEADER, topology_yaml
-from mhs.gpconnect.consumer import consumer_jwt
 from mhs.gpconnect.interactions import GPCONNECT_INTERACTIONS, service_root
-from mhs.gpconnect.records import patients_of
+from mhs.provider.records import patients_of
 from mhs.runner import Cluster
 from mhs.settings import Settings
+from mhs.ssp.consumer_jwt import consumer_jwt
 from mhs.ssp.nhs_number import is_nhs_number
 
 SEARCH = "urn:nhs:names:services:gpconnect:fhir:rest:search:patient-1"

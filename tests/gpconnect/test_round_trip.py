@@ -11,10 +11,10 @@ import orjson
 import pytest
 
 from mhs.ebxml.safexml import parse_xml
-from mhs.events import Event
-from mhs.fhir import NS_FHIR
-from mhs.gpconnect.consumer import consumer_claims, consumer_jwt
-from mhs.gpconnect.records import patients_of
+from mhs.gpconnect.fhir import NS_FHIR
+from mhs.observe.events import Event
+from mhs.provider.records import patients_of
+from mhs.ssp.consumer_jwt import consumer_claims, consumer_jwt
 from mhs.ssp.jwt_claims import decode_unsigned, encode_unsigned
 
 pytestmark = pytest.mark.rabbitmq

@@ -19,7 +19,7 @@ from aiormq.exceptions import ChannelAccessRefused
 
 from mhs.broker import OutgoingMessage
 from mhs.broker.factory import create_broker
-from mhs.broker_users import ManagementApi, Rabbitmqctl, plan_users
+from mhs.broker.users import ManagementApi, Rabbitmqctl, plan_users
 from mhs.directory import load_topology
 from mhs.settings import Settings
 

@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from mhs.directory import load_topology
-from mhs.events import Event
 from mhs.ids import new_id
+from mhs.observe.events import Event
 
 pytestmark = pytest.mark.rabbitmq
 

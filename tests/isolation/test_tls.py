@@ -18,9 +18,9 @@ import yaml
 
 from mhs.directory import Directory, generate_topology, parse_topology
 from mhs.directory.generate import topology_yaml
-from mhs.events import Event
-from mhs.gpconnect.consumer import consumer_jwt
 from mhs.ids import new_id
+from mhs.observe.events import Event
+from mhs.ssp.consumer_jwt import consumer_jwt
 from mhs.tls import server_context
 
 DATACENTRE = "datacentre.mhs.test"

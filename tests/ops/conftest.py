@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mhs.broker import Broker
 from mhs.broker.factory import create_broker
 from mhs.directory import load_topology
-from mhs.logs import configure_logging
+from mhs.observe.logs import configure_logging
 from mhs.settings import Settings
 from tests.roles.conftest import harness_factory
 

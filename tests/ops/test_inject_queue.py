@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from mhs.ebxml import parse_header
-from mhs.events import Event
+from mhs.observe.events import Event
 from tests.roles.conftest import Harness
 
 pytestmark = pytest.mark.rabbitmq

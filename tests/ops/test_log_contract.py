@@ -9,11 +9,11 @@ import orjson
 import pytest
 import structlog
 
-from mhs import metrics
 from mhs.ebxml import MessageHeader, build_request
-from mhs.events import Event
 from mhs.ids import new_id
-from mhs.logs import configure_logging, get_logger
+from mhs.observe import metrics
+from mhs.observe.events import Event
+from mhs.observe.logs import configure_logging, get_logger
 from tests.ops.conftest import LiveLogs, eventually
 from tests.roles.conftest import Harness
 from tests.test_log_schema import SCHEMA, documented_fields

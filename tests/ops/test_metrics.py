@@ -10,11 +10,11 @@ import structlog
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mhs import metrics
-from mhs.events import Event
 from mhs.ids import new_id
-from mhs.logs import configure_logging, get_logger
-from mhs.metrics import RoleMetrics, reason_kind
+from mhs.observe import metrics
+from mhs.observe.events import Event
+from mhs.observe.logs import configure_logging, get_logger
+from mhs.observe.metrics import RoleMetrics, reason_kind
 from tests.ops.conftest import LiveLogs, eventually
 from tests.roles.conftest import Harness
 

@@ -9,11 +9,11 @@ import aiohttp
 import pytest
 
 from mhs.broker import Delivery
-from mhs.delivery import spine_request
 from mhs.ebxml import classify_reply
-from mhs.events import Event
 from mhs.ids import new_id
-from mhs.records import OutboundRecord
+from mhs.messages.records import OutboundRecord
+from mhs.observe.events import Event
+from mhs.reliability.notices import spine_request
 from tests.roles.conftest import HL7, Harness
 
 pytestmark = pytest.mark.rabbitmq

@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from mhs.broker import Broker, Delivery
 from mhs.broker.factory import create_broker
 from mhs.directory import Directory, load_topology
-from mhs.queues import declare_known
+from mhs.messages.queues import declare_known
 from mhs.runner import ROLES, Cluster, RoleName
 from mhs.settings import Settings
 

@@ -10,8 +10,8 @@ import pytest
 
 from mhs.directory import Directory, generate_topology
 from mhs.ebxml import classify_reply, parse_header
-from mhs.events import Event
 from mhs.ids import new_id
+from mhs.observe.events import Event
 
 pytestmark = pytest.mark.rabbitmq
 

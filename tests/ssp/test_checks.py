@@ -9,7 +9,6 @@ import orjson
 import pytest
 
 from mhs.directory import Directory, load_topology
-from mhs.gpconnect.consumer import consumer_jwt
 from mhs.ssp import (
     CHECK_ORDER,
     CheckContext,
@@ -20,6 +19,7 @@ from mhs.ssp import (
     check_request,
     operation_outcome,
 )
+from mhs.ssp.consumer_jwt import consumer_jwt
 from mhs.ssp.outcome import outcome_token
 
 TRACE = str(uuid.uuid4())

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mhs.ebxml.safexml import parse_xml
-from mhs.fhir import NS_FHIR, negotiate, render, to_xml
+from mhs.gpconnect.fhir import NS_FHIR, negotiate, render, to_xml
 from mhs.ssp import Refusal, operation_outcome
 
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mhs.gpconnect.consumer import consumer_claims
 from mhs.gpconnect.interactions import GPCONNECT_INTERACTIONS
+from mhs.ssp.consumer_jwt import consumer_claims
 from mhs.ssp.jwt_claims import (
     JwtPolicy,
     JwtRefused,

@@ -16,15 +16,15 @@ from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 from yarl import URL
 
-from mhs.delivery import spine_request
 from mhs.directory import load_topology
 from mhs.ebxml.safexml import parse_xml
-from mhs.fhir import NS_FHIR
-from mhs.gpconnect.consumer import consumer_jwt
+from mhs.gpconnect.fhir import NS_FHIR
 from mhs.ids import new_id
-from mhs.records import OutboundRecord
+from mhs.messages.records import OutboundRecord
+from mhs.reliability.notices import spine_request
 from mhs.runner import Cluster
 from mhs.settings import Settings
+from mhs.ssp.consumer_jwt import consumer_jwt
 
 METADATA = "urn:nhs:names:services:gpconnect:fhir:rest:read:metadata-1"
 SEARCH = "urn:nhs:names:services:gpconnect:fhir:rest:search:patient-1"

@@ -1,5 +1,5 @@
-"""Timelines from stored steps (mhs.status) and their recording in batches
-(mhs.status_recorder), on the in-process store."""
+"""Timelines from stored steps (mhs.observe.status) and their recording in batches
+(mhs.observe.recorder), on the in-process store."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from typing import Any
 import orjson
 from structlog.testing import capture_logs
 
-from mhs.events import Event
 from mhs.ids import new_id
-from mhs.logs import get_logger
+from mhs.observe.events import Event
+from mhs.observe.logs import get_logger
+from mhs.observe.recorder import StatusRecorder
+from mhs.observe.status import MAX_STEPS, build_timeline, encode_step, status_name
 from mhs.state import StateError
 from mhs.state.memory import MemoryStateStore
-from mhs.status import MAX_STEPS, build_timeline, encode_step, status_name
-from mhs.status_recorder import StatusRecorder
 
 A, B, C = "918000000001", "918000000002", "918000000003"
 ID = "6F1C0E5A-0000-4000-8000-000000000001"

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from mhs.roles.outbound import create_outbound_app
-from mhs.roles.outbound_replies import REPLIES
+from mhs.roles.outbound.replies import REPLIES
 from tests.roles.conftest import HL7, Harness, harness_factory
 
 __all__ = ["harness_factory", "redis_keys", "replica_factory"]

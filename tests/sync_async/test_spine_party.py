@@ -13,7 +13,7 @@ from mhs.directory.generate import topology_yaml
 from mhs.directory.loader import TopologyError
 from mhs.ebxml import MessageHeader, extract_device_asids, parse_message, timestamp_now
 from mhs.ids import new_id
-from mhs.spine import spine_reply
+from mhs.spine.service import spine_reply
 
 SPINE_ASID = "990000000806"
 

@@ -9,12 +9,12 @@ import orjson
 import pytest
 
 from mhs.broker.factory import create_broker
-from mhs.events import Event
 from mhs.ids import new_id
-from mhs.logs import get_logger
-from mhs.roles.outbound_replies import Replies
+from mhs.messages.sync_async import waiting_name
+from mhs.observe.events import Event
+from mhs.observe.logs import get_logger
+from mhs.roles.outbound.replies import Replies
 from mhs.state import create_state_store
-from mhs.sync_async import waiting_name
 
 from .conftest import (
     SCR_QUERY,

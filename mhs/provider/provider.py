@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 
 from mhs.directory import Party
-from mhs.fhir import negotiate
+from mhs.gpconnect.fhir import negotiate
 from mhs.gpconnect.interactions import (
     GPCONNECT_INTERACTIONS,
     ROUTING_SEGMENTS,
@@ -23,7 +23,7 @@ from mhs.gpconnect.interactions import (
     GpcInteraction,
     service_root,
 )
-from mhs.gpconnect.records import (
+from mhs.provider.records import (
     capability_statement,
     find_patient,
     patient_resource,

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from mhs.events import Event
+from mhs.observe.events import Event
 from mhs.roles.common import LOG, SETTINGS, text_error
 from mhs.ssp import ClientCertificate, Refusal
 from mhs.tls import certificate_names

@@ -12,7 +12,6 @@ from datetime import timedelta
 from aiohttp import web
 
 from mhs.broker import Broker, BrokerError, OutgoingMessage
-from mhs.dedup import DuplicateElimination, First, Seen
 from mhs.directory import Directory, Mhs, Party
 from mhs.ebxml import (
     ACTION_ACKNOWLEDGMENT,
@@ -26,11 +25,10 @@ from mhs.ebxml import (
     parse_message,
     timestamp_now,
 )
-from mhs.events import Event
 from mhs.ids import is_asid, is_uuid, new_id
-from mhs.instance_queue import instance_message
-from mhs.logs import get_logger
-from mhs.roles.client_certs import only_from_spine_proxy, text_refusal
+from mhs.messages.instance import instance_message
+from mhs.observe.events import Event
+from mhs.observe.logs import get_logger
 from mhs.roles.common import (
     BROKER,
     DIRECTORY,
@@ -38,12 +36,15 @@ from mhs.roles.common import (
     READINESS,
     SETTINGS,
     create_role_app,
+    opened_state_store,
     text_error,
 )
-from mhs.roles.inbound_replies import publish_to_waiter, waiting_queue
-from mhs.roles.limits import TooLarge, read_capped
-from mhs.settings import Settings, redact_url
-from mhs.state import StateError, create_state_store
+from mhs.roles.http.client_certs import only_from_spine_proxy, text_refusal
+from mhs.roles.http.limits import TooLarge, read_capped
+from mhs.roles.inbound.replies import publish_to_waiter, waiting_queue
+from mhs.settings import Settings
+from mhs.state import StateError
+from mhs.state.dedup import DuplicateElimination, First, Seen
 
 ROLE = "inbound"
 SERVED = web.AppKey("served", Mhs)
@@ -74,17 +75,11 @@ def create_inbound_app(
 
 
 async def _dedup_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    store = create_state_store(settings.state_url, prefix=settings.queue_prefix)
-    await store.start()
-    app[DEDUP] = DuplicateElimination(store, pending_ttl_s=settings.dedup_pending_ttl_s)
-    app[READINESS].append(lambda: None if store.available else "state store not answering")
-    app[LOG].info(
-        Event.STATE_CONNECTED,
-        store=redact_url(settings.state_url) if settings.state_url else "memory",
-    )
-    yield
-    await store.stop()
+    async with opened_state_store(app) as store:
+        ttl_s = app[SETTINGS].dedup_pending_ttl_s
+        app[DEDUP] = DuplicateElimination(store, pending_ttl_s=ttl_s)
+        app[READINESS].append(lambda: None if store.available else "state store not answering")
+        yield
 
 
 def _nack(message: EbxmlMessage, description: str) -> web.Response:

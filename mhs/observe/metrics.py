@@ -1,6 +1,6 @@
 """Prometheus metrics, derived from the lifecycle log events in one place.
 
-Every role logs its lifecycle as structlog events (``mhs.events.Event``). The processor
+Every role logs its lifecycle as structlog events (``mhs.observe.events.Event``). The processor
 :func:`record_metrics` runs first in the logging chain, before any level filtering, and
 turns those events into counters and histograms of the logging role's own registry, so
 each role's ``/metrics`` reports that role's figures even when several roles share one
@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 
-from mhs.events import Event
+from mhs.observe.events import Event
 
 EventDict = MutableMapping[str, Any]
 Labels = tuple[str, ...]

@@ -16,18 +16,18 @@ from pydantic import ValidationError
 from mhs.broker import Broker, BrokerError
 from mhs.directory import Directory, Party
 from mhs.ebxml import EbxmlError, extract_device_asids
-from mhs.events import Event
 from mhs.ids import is_asid, is_uuid, new_id
-from mhs.logs import get_logger
-from mhs.outbound_queue import outbound_message
-from mhs.queues import declare_outbound
-from mhs.records import OutboundRecord, OutboundRequest
+from mhs.messages.outbound import outbound_message
+from mhs.messages.queues import declare_outbound
+from mhs.messages.records import OutboundRecord, OutboundRequest
+from mhs.observe.events import Event
+from mhs.observe.logs import get_logger
 from mhs.roles.common import BROKER, DIRECTORY, LOG, SETTINGS, create_role_app, text_error
-from mhs.roles.limits import TooLarge, read_capped
-from mhs.roles.outbound_auth import Refused, authenticate
-from mhs.roles.outbound_gpconnect import install_gpconnect
-from mhs.roles.outbound_replies import hold_for_reply, install_replies
-from mhs.roles.outbound_status import install_status
+from mhs.roles.http.limits import TooLarge, read_capped
+from mhs.roles.outbound.auth import Refused, authenticate
+from mhs.roles.outbound.gpconnect import install_gpconnect
+from mhs.roles.outbound.replies import hold_for_reply, install_replies
+from mhs.roles.outbound.status import install_status
 from mhs.settings import Settings
 
 ROLE = "outbound"

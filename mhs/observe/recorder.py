@@ -2,7 +2,7 @@
 
 :func:`record_status` is a structlog processor that runs beside the metrics' one, before
 the log level applies, and hands each event to the recorder of the role that logged it
-(found by the ``role`` every role's logger binds), as mhs.metrics does for metrics. The
+(found by the ``role`` every role's logger binds), as mhs.observe.metrics does for metrics. The
 recorder only keeps the event in memory: a task the role runs (mhs.roles.timeline) writes
 what has gathered every ``interval_s`` in one state store call, and once more as the role
 stops. So a lifecycle event costs a list append, never a store round trip, and each
@@ -20,13 +20,13 @@ import time
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from mhs.events import Event
+from mhs.observe.events import Event
+from mhs.observe.status import MAX_STEPS, STEP_EVENTS, encode_step, status_name
 from mhs.state import StateError, StateStore, create_state_store
-from mhs.status import MAX_STEPS, STEP_EVENTS, encode_step, status_name
 from mhs.tasks import stop_task
 
-if TYPE_CHECKING:  # mhs.logs puts record_status in its chain, so it imports this module
-    from mhs.logs import Logger
+if TYPE_CHECKING:  # mhs.observe.logs puts record_status in its chain, so it imports this module
+    from mhs.observe.logs import Logger
 
 EventDict = MutableMapping[str, Any]
 # Roles whose events make timelines (the GP Connect provider's requests are not messages).

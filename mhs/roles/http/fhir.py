@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from mhs.fhir import FhirFormat, negotiate, render
+from mhs.gpconnect.fhir import FhirFormat, negotiate, render
 from mhs.ssp import Refusal, operation_outcome
 
 # Where a certificate was missing or wrong the SSP also closes the connection.

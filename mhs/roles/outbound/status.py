@@ -11,13 +11,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from mhs.events import Event
 from mhs.ids import is_uuid
-from mhs.roles.common import DIRECTORY, LOG, SETTINGS, json_response, text_error
-from mhs.roles.outbound_auth import Refused, authenticate
-from mhs.settings import redact_url
-from mhs.state import StateError, StateStore, create_state_store
-from mhs.status import build_timeline, status_name
+from mhs.observe.status import build_timeline, status_name
+from mhs.roles.common import DIRECTORY, SETTINGS, json_response, opened_state_store, text_error
+from mhs.roles.outbound.auth import Refused, authenticate
+from mhs.state import StateError, StateStore
 
 STATE = web.AppKey("state", StateStore)
 
@@ -29,16 +27,9 @@ def install_status(app: web.Application) -> None:
 
 
 async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    store = create_state_store(settings.state_url, prefix=settings.queue_prefix)
-    await store.start()
-    app[STATE] = store
-    app[LOG].info(
-        Event.STATE_CONNECTED,
-        store=redact_url(settings.state_url) if settings.state_url else "memory",
-    )
-    yield
-    await store.stop()
+    async with opened_state_store(app) as store:
+        app[STATE] = store
+        yield
 
 
 async def message_status(request: web.Request) -> web.Response:

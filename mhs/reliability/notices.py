@@ -20,11 +20,11 @@ from mhs.ebxml import (
     timestamp_now,
 )
 from mhs.ids import new_id
-from mhs.instance_queue import instance_message
-from mhs.records import OutboundRecord
-from mhs.reliability import Progress, time_header
+from mhs.messages.instance import instance_message
+from mhs.messages.records import OutboundRecord
+from mhs.reliability.policy import Progress, time_header
 
-# What a dead letter says about itself, beside the progress headers (mhs.reliability).
+# What a dead letter says about itself, beside the progress headers (mhs.reliability.policy).
 OUTCOME = "x-mhs-outcome"
 REASON = "x-mhs-reason"
 ACCEPTED_AT = "x-mhs-accepted-at-ms"

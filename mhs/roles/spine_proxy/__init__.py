@@ -18,21 +18,21 @@ from mhs.ebxml import (
     peek_header,
     timestamp_now,
 )
-from mhs.events import Event
 from mhs.ids import new_id
-from mhs.logs import get_logger
-from mhs.roles.client_certs import client_certificate
+from mhs.observe.events import Event
+from mhs.observe.logs import get_logger
 from mhs.roles.common import DIRECTORY, LOG, SETTINGS, create_role_app
-from mhs.roles.http_relay import forwarded_headers
-from mhs.roles.limits import TooLarge, read_capped
-from mhs.roles.proxy_faults import apply_faults, install_fault_control
-from mhs.roles.proxy_gpconnect import add_gpconnect_routes, check_context
-from mhs.roles.proxy_refusals import method_not_allowed
-from mhs.roles.proxy_refusals import refuse as _refuse
-from mhs.roles.proxy_spine import answer_as_spine, install_spine
+from mhs.roles.http.client import client_session
+from mhs.roles.http.client_certs import client_certificate
+from mhs.roles.http.limits import TooLarge, read_capped
+from mhs.roles.http.relay import forwarded_headers
+from mhs.roles.spine_proxy.as_spine import answer_as_spine, install_spine
+from mhs.roles.spine_proxy.faults import apply_faults, install_fault_control
+from mhs.roles.spine_proxy.gpconnect import add_gpconnect_routes, check_context
+from mhs.roles.spine_proxy.refusals import method_not_allowed
+from mhs.roles.spine_proxy.refusals import refuse as _refuse
 from mhs.settings import Settings
 from mhs.ssp import Refusal, SspRequest, check_request
-from mhs.tls import client_context
 
 ROLE = "spine-proxy"
 SESSION = web.AppKey("session", aiohttp.ClientSession)
@@ -51,11 +51,8 @@ def create_spine_proxy_app(settings: Settings, directory: Directory) -> web.Appl
 
 
 async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
-    timeout = aiohttp.ClientTimeout(total=app[SETTINGS].forward_timeout_s)
-    connector = aiohttp.TCPConnector(limit=256, ssl=client_context(app[SETTINGS]) or True)
-    async with aiohttp.ClientSession(
-        timeout=timeout, connector=connector, auto_decompress=False
-    ) as session:
+    settings = app[SETTINGS]
+    async with client_session(settings, total_s=settings.forward_timeout_s) as session:
         app[SESSION] = session
         yield
 

@@ -20,14 +20,14 @@ from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_fixed
 
 from mhs.broker import Broker, BrokerError, Delivery, Subscription
-from mhs.delivery import dead_letter, failure_notice, spine_request, waiting
 from mhs.directory import Directory
 from mhs.ebxml import ErrorDetail
-from mhs.events import Event
-from mhs.logs import get_logger
-from mhs.queues import declare_delay, declare_outbound
-from mhs.records import OutboundRecord
-from mhs.reliability import GiveUp, Outcome, Progress, Retry, RetryPolicy, judge_response
+from mhs.messages.queues import declare_delay, declare_outbound
+from mhs.messages.records import OutboundRecord
+from mhs.observe.events import Event
+from mhs.observe.logs import get_logger
+from mhs.reliability.notices import dead_letter, failure_notice, spine_request, waiting
+from mhs.reliability.policy import GiveUp, Outcome, Progress, Retry, RetryPolicy, judge_response
 from mhs.roles.common import (
     BROKER,
     DIRECTORY,
@@ -37,8 +37,8 @@ from mhs.roles.common import (
     SETTINGS,
     create_role_app,
 )
+from mhs.roles.http.client import client_session
 from mhs.settings import Settings
-from mhs.tls import client_context
 
 ROLE = "worker"
 
@@ -397,11 +397,12 @@ def create_worker_app(
 
 async def _worker_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    timeout = aiohttp.ClientTimeout(total=settings.delivery_timeout_s)
-    connector = aiohttp.TCPConnector(
-        limit=settings.prefetch * 2, ssl=client_context(settings) or True
-    )
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+    async with client_session(
+        settings,
+        total_s=settings.delivery_timeout_s,
+        limit=settings.prefetch * 2,
+        auto_decompress=True,
+    ) as session:
         worker = DeliveryWorker(settings, app[DIRECTORY], app[BROKER], session, app[LOG])
         app[WORKER] = worker
         app[READINESS].append(worker.readiness)

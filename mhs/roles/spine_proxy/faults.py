@@ -22,10 +22,10 @@ from mhs.ebxml import (
     build_soap_fault,
     timestamp_now,
 )
-from mhs.events import Event
-from mhs.faults import DuplicateRule, FaultDecision, FaultPlan, FaultRule
 from mhs.ids import new_id
+from mhs.observe.events import Event
 from mhs.roles.common import LOG, SETTINGS, json_response
+from mhs.spine.faults import DuplicateRule, FaultDecision, FaultPlan, FaultRule
 
 Forward = Callable[[], Awaitable[web.Response]]
 

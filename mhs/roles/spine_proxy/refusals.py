@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from mhs.events import Event
+from mhs.observe.events import Event
 from mhs.roles.common import LOG
-from mhs.roles.fhir_http import outcome_response
+from mhs.roles.http.fhir import outcome_response
 from mhs.ssp import Refusal
 
 

@@ -3,7 +3,7 @@
 Such a message passes the SSP's checks like any other (and any fault rules for it); then,
 instead of forwarding it, the proxy acknowledges it as Spine's MHS would (an ebXML
 Acknowledgment when one is asked for, else 202) and, for an interaction whose catalogue
-entry names a reply, sends Spine's reply (mhs.spine) to the sender's MHS in the
+entry names a reply, sends Spine's reply (mhs.spine.service) to the sender's MHS in the
 background, as Spine's own later message would arrive.
 
 Fault rules apply to the reply too, chosen by its sender (Spine's ASID), receiver (the
@@ -26,12 +26,12 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from mhs.directory import Interaction, Party
 from mhs.ebxml import MessageHeader, build_acknowledgment, timestamp_now
-from mhs.events import Event
 from mhs.ids import new_id
-from mhs.reliability import judge_response
+from mhs.observe.events import Event
+from mhs.reliability.policy import judge_response
 from mhs.roles.common import DIRECTORY, LOG, SETTINGS
-from mhs.roles.proxy_faults import FAULTS, hold_seconds, log_decision
-from mhs.spine import SpineReply, spine_reply
+from mhs.roles.spine_proxy.faults import FAULTS, hold_seconds, log_decision
+from mhs.spine.service import SpineReply, spine_reply
 
 REPLIES = web.AppKey("spine_replies", set[asyncio.Task[None]])
 

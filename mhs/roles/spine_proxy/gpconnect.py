@@ -14,16 +14,16 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from mhs.events import Event
-from mhs.roles.client_certs import client_certificate
+from mhs.observe.events import Event
 from mhs.roles.common import DIRECTORY, LOG, SETTINGS
-from mhs.roles.http_relay import forwarded_headers, relayed_response, stream_body
-from mhs.roles.limits import TooLarge, read_capped
-from mhs.roles.proxy_refusals import refuse
+from mhs.roles.http.client import client_session
+from mhs.roles.http.client_certs import client_certificate
+from mhs.roles.http.limits import TooLarge, read_capped
+from mhs.roles.http.relay import forwarded_headers, relayed_response, stream_body
+from mhs.roles.spine_proxy.refusals import refuse
 from mhs.settings import Settings
 from mhs.ssp import CheckContext, FhirCall, JwtPolicy, Refusal, SspRequest, check_request
 from mhs.ssp.jwt_claims import JwtRefused, bearer_token, decode_unsigned, requesting_ods
-from mhs.tls import client_context
 
 PROVIDER_SESSION = web.AppKey("provider_session", aiohttp.ClientSession)
 TARGET_ROUTE = r"/{target:https?://.*}"
@@ -46,11 +46,7 @@ def add_gpconnect_routes(app: web.Application) -> None:
 
 async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    timeout = aiohttp.ClientTimeout(total=settings.forward_timeout_s)
-    connector = aiohttp.TCPConnector(limit=256, ssl=client_context(settings) or True)
-    async with aiohttp.ClientSession(
-        timeout=timeout, connector=connector, auto_decompress=False
-    ) as session:
+    async with client_session(settings, total_s=settings.forward_timeout_s) as session:
         app[PROVIDER_SESSION] = session
         yield
 

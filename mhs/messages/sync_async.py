@@ -4,7 +4,7 @@ An outbound replica holding a request registers ``waiting:<MESSAGE ID>`` -> its 
 in the state store before it sends the message; the inbound MHS, receiving a reply whose
 RefToMessageId is that id, publishes the reply to that queue. The timings below keep a
 reply from being stranded when a replica dies with requests held (see
-mhs.roles.outbound_replies).
+mhs.roles.outbound.replies).
 """
 
 from __future__ import annotations

@@ -24,13 +24,14 @@ from yarl import URL
 
 from mhs.directory import Party
 from mhs.directory.model import ODS_PATTERN
-from mhs.events import Event
 from mhs.gpconnect.interactions import GpcInteraction, gpconnect_interaction, service_root
 from mhs.ids import is_uuid
+from mhs.observe.events import Event
 from mhs.roles.common import DIRECTORY, LOG, SETTINGS
-from mhs.roles.fhir_http import outcome_response
-from mhs.roles.http_relay import HOP_BY_HOP, forwarded_headers, relayed_response, stream_body
-from mhs.roles.limits import TooLarge, read_capped
+from mhs.roles.http.client import client_session
+from mhs.roles.http.fhir import outcome_response
+from mhs.roles.http.limits import TooLarge, read_capped
+from mhs.roles.http.relay import HOP_BY_HOP, forwarded_headers, relayed_response, stream_body
 from mhs.ssp import JwtRefused, Refusal
 from mhs.ssp.jwt_claims import (
     ODS_SYSTEM,
@@ -39,7 +40,6 @@ from mhs.ssp.jwt_claims import (
     encode_unsigned,
     requesting_ods,
 )
-from mhs.tls import client_context
 
 CREDENTIAL_HEADER = "Mhs-Credential"
 ROUTE = "/gpconnect/{ods}/{fhir:.*}"
@@ -73,10 +73,8 @@ def install_gpconnect(app: web.Application) -> None:
 async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     # Longer than the proxy's own wait for the provider, so the proxy's 504 reaches the caller.
-    timeout = aiohttp.ClientTimeout(total=settings.forward_timeout_s + settings.delivery_timeout_s)
-    connector = aiohttp.TCPConnector(limit=256, ssl=client_context(settings) or True)
-    async with aiohttp.ClientSession(
-        timeout=timeout, connector=connector, auto_decompress=False
+    async with client_session(
+        settings, total_s=settings.forward_timeout_s + settings.delivery_timeout_s
     ) as session:
         app[PROXY_SESSION] = session
         yield

@@ -1,7 +1,7 @@
 """Replies to held requests (wait-for-response) at the inbound MHS: to the waiting replica.
 
 A reply (a message with RefToMessageId) whose request an outbound replica is holding goes
-to that replica's reply queue (mhs.sync_async); when none is holding it, when the state
+to that replica's reply queue (mhs.messages.sync_async); when none is holding it, when the state
 store cannot say, or when that queue is gone (the replica died), it goes to the recipient
 instance's own queue as every other message does: nothing is lost.
 """
@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from mhs.broker import Broker, BrokerError, OutgoingMessage
-from mhs.events import Event
-from mhs.logs import Logger
+from mhs.messages.sync_async import waiting_name
+from mhs.observe.events import Event
+from mhs.observe.logs import Logger
 from mhs.state import StateError, StateStore
-from mhs.sync_async import waiting_name
 
 
 async def waiting_queue(

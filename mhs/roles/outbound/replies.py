@@ -2,7 +2,7 @@
 
 No polling. Each outbound replica owns a reply queue, ``mhs.replies.<replica>``. Before it
 sends a held message it registers ``waiting:<message id>`` -> that queue in the state
-store (mhs.sync_async); the inbound MHS publishes a reply referring to that id there, and
+store (mhs.messages.sync_async); the inbound MHS publishes a reply referring to that id there, and
 this replica's consumer hands it to the waiting request, which answers 200 with the
 reply's HL7 payload, as the NHS adaptor does. After MHS_SYNC_ASYNC_TIMEOUT_S the request
 gets the adaptor's 500 instead, and the reply, whenever it comes, reaches the instance's
@@ -26,16 +26,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from mhs.broker import Broker, BrokerError, Delivery, Subscription
-from mhs.delivery import carried_headers, onward
-from mhs.events import Event
 from mhs.ids import is_asid
-from mhs.logs import Logger
-from mhs.records import OutboundRecord
+from mhs.messages.records import OutboundRecord
+from mhs.messages.sync_async import ReplyTimings, reply_payload, waiting_name
+from mhs.observe.events import Event
+from mhs.observe.logs import Logger
+from mhs.reliability.notices import carried_headers, onward
 from mhs.roles.common import BROKER, LOG, READINESS, SETTINGS, text_error
-from mhs.roles.outbound_status import STATE
+from mhs.roles.outbound.status import STATE
 from mhs.settings import Settings
 from mhs.state import StateError, StateStore
-from mhs.sync_async import ReplyTimings, reply_payload, waiting_name
 
 
 class Stopping(Exception):

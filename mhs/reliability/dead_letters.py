@@ -16,7 +16,8 @@ from typing import Any
 import orjson
 
 from mhs.broker import Broker, BrokerError, Delivery, HeaderValue, QueuedMessage
-from mhs.delivery import (
+from mhs.messages.queues import declare_outbound
+from mhs.reliability.notices import (
     ACCEPTED_AT,
     DEAD_LETTERED_AT,
     OUTCOME,
@@ -25,8 +26,7 @@ from mhs.delivery import (
     carried_headers,
     onward,
 )
-from mhs.queues import declare_outbound
-from mhs.reliability import (
+from mhs.reliability.policy import (
     ATTEMPTS,
     FIRST_ATTEMPT_AT,
     LAST_ATTEMPT_AT,

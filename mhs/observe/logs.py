@@ -1,7 +1,7 @@
 """structlog set-up: one JSON object per line on stdout, the same field names in every role.
 
-The first processors count every event into its role's metrics (mhs.metrics) and hand
-message steps to its status timeline (mhs.status_recorder); the log level is applied after
+The first processors count every event into its role's metrics (mhs.observe.metrics) and hand
+message steps to its status timeline (mhs.observe.recorder); the log level is applied after
 them, so neither depends on what the log level lets through.
 """
 
@@ -19,9 +19,9 @@ import orjson
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
-from mhs.events import Event
-from mhs.metrics import record_metrics
-from mhs.status_recorder import record_status
+from mhs.observe.events import Event
+from mhs.observe.metrics import record_metrics
+from mhs.observe.recorder import record_status
 
 Logger = FilteringBoundLogger
 LogFormat = Literal["json", "console", "ecs"]

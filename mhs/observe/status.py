@@ -1,6 +1,6 @@
 """Message status timelines: each message's lifecycle across every role, as one ordered list.
 
-Every role logs its lifecycle as events (mhs.events); mhs.status_recorder turns the events
+Every role logs its lifecycle as events (mhs.observe.events); mhs.observe.recorder turns the events
 below into steps, one JSON record each, appended to the state store list
 ``status:<MESSAGE ID>``. This module says which events are steps and what a step keeps,
 and turns the stored records back into a timeline: its steps in time order, the message's
@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from mhs.events import Event
+from mhs.observe.events import Event
 
 STEP_EVENTS: frozenset[str] = frozenset(
     {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mhs.broker import OutgoingMessage
-from mhs.records import OutboundRecord
+from mhs.messages.records import OutboundRecord
 
 
 def outbound_message(record: OutboundRecord, *, app_id: str) -> OutgoingMessage:

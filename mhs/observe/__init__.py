@@ -1,0 +1,1 @@
+"""Observability: lifecycle events, structured logs, metrics and status timelines."""

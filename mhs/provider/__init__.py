@@ -1,0 +1,2 @@
+"""The simulated GP Connect provider: what it answers, and the records it holds. No transport
+imports."""

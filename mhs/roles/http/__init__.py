@@ -1,0 +1,1 @@
+"""HTTP at the roles' edge: client certificates, FHIR answers, relaying, request limits."""
