@@ -38,6 +38,51 @@ def remote_ods(index: int) -> str:
     return f"B{80000 + index}"
 
 
+def _hosted_instance(
+    n: int, hosted: int, *, shared_party_key: bool, gpconnect: bool
+) -> dict[str, Any]:
+    ods = hosted_ods(n)
+    interactions = tuple(CATALOGUE)
+    gpc = tuple(GPCONNECT_INTERACTIONS) if gpconnect else ()
+    if n == hosted:
+        interactions = tuple(i for i in interactions if i != "RCMR_IN030000UK06")
+        gpc = tuple(i for i in gpc if i != STRUCTURED_RECORD)
+    instance: dict[str, Any] = {
+        "name": f"Hosted practice {n}",
+        "ods_code": ods,
+        "asid": f"9180{n:08d}",
+        "credential": _credential(ods),
+        "interactions": list(interactions + gpc),
+    }
+    if not shared_party_key:
+        instance["party_key"] = f"{ods}-{n:07d}"
+    return instance
+
+
+def _remote_instance(n: int, remote: int) -> dict[str, Any]:
+    interactions = tuple(CATALOGUE)
+    if n == remote and remote > 1:
+        interactions = tuple(i for i in interactions if i != "COPC_IN000001UK01")
+    return {
+        "name": f"Remote practice {n}",
+        "ods_code": remote_ods(n),
+        "asid": f"9280{n:08d}",
+        "interactions": list(interactions),
+    }
+
+
+def _regions(hosted: int, remote: int) -> list[list[str]]:
+    """Practices in regions of eight (remote ones dealt round the regions): everyone within a
+    region shares data, nobody across regions does."""
+    regions = max(1, (hosted + REGION_SIZE - 1) // REGION_SIZE)
+    groups: list[list[str]] = [[] for _ in range(regions)]
+    for n in range(1, hosted + 1):
+        groups[(n - 1) // REGION_SIZE].append(hosted_ods(n))
+    for n in range(1, remote + 1):
+        groups[(n - 1) % regions].append(remote_ods(n))
+    return [group for group in groups if len(group) > 1]
+
+
 def generate_topology(
     hosted: int = 24,
     remote: int = 8,
@@ -60,49 +105,16 @@ def generate_topology(
     """
     if hosted < 2:
         raise ValueError("a topology needs at least two hosted instances")
-    everything = tuple(CATALOGUE)
-    regions = max(1, (hosted + REGION_SIZE - 1) // REGION_SIZE)
-    groups: list[list[str]] = [[] for _ in range(regions)]
-    hosted_instances: list[dict[str, Any]] = []
-    for n in range(1, hosted + 1):
-        ods = hosted_ods(n)
-        groups[(n - 1) // REGION_SIZE].append(ods)
-        interactions = everything
-        gpconnect = tuple(GPCONNECT_INTERACTIONS) if hosted_gpconnect else ()
-        if n == hosted:
-            interactions = tuple(i for i in everything if i != "RCMR_IN030000UK06")
-            gpconnect = tuple(i for i in gpconnect if i != STRUCTURED_RECORD)
-        interactions += gpconnect
-        instance: dict[str, Any] = {
-            "name": f"Hosted practice {n}",
-            "ods_code": ods,
-            "asid": f"9180{n:08d}",
-            "credential": _credential(ods),
-            "interactions": list(interactions),
-        }
-        if not shared_party_key:
-            instance["party_key"] = f"{ods}-{n:07d}"
-        hosted_instances.append(instance)
-    remote_instances: list[dict[str, Any]] = []
-    for n in range(1, remote + 1):
-        ods = remote_ods(n)
-        groups[(n - 1) % regions].append(ods)
-        interactions = everything
-        if n == remote and remote > 1:
-            interactions = tuple(i for i in everything if i != "COPC_IN000001UK01")
-        remote_instances.append(
-            {
-                "name": f"Remote practice {n}",
-                "ods_code": ods,
-                "asid": f"9280{n:08d}",
-                "interactions": list(interactions),
-            }
-        )
     hosted_mhs: dict[str, Any] = {
         "name": HOSTED_MHS,
         "hosted": True,
         "endpoint": hosted_endpoint,
-        "instances": hosted_instances,
+        "instances": [
+            _hosted_instance(
+                n, hosted, shared_party_key=shared_party_key, gpconnect=bool(hosted_gpconnect)
+            )
+            for n in range(1, hosted + 1)
+        ],
     }
     if hosted_gpconnect:
         hosted_mhs["gpconnect_endpoint"] = hosted_gpconnect
@@ -116,14 +128,14 @@ def generate_topology(
                 "hosted": False,
                 "endpoint": remote_endpoint,
                 "party_key": "YGB01-0000200",
-                "instances": remote_instances,
+                "instances": [_remote_instance(n, remote) for n in range(1, remote + 1)],
             }
         )
     return Topology.model_validate(
         {
             "mhs": mhs,
             "spine": SPINE,
-            "agreement_groups": [group for group in groups if len(group) > 1],
+            "agreement_groups": _regions(hosted, remote),
             "interactions": CATALOGUE,
         }
     )

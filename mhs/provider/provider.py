@@ -61,10 +61,6 @@ class ProviderAnswer:
     interaction: GpcInteraction | None = None
 
 
-def _error(status: int, issue_code: str, token: str, detail: str) -> Refusal:
-    return Refusal(status, issue_code, token, detail)
-
-
 class Provider:
     """The GP Connect provider endpoints of ``parties``, under ``base`` URLs per party."""
 
@@ -102,7 +98,7 @@ class Provider:
         if routed is None:
             return ProviderAnswer(
                 404,
-                refusal=_error(
+                refusal=Refusal(
                     404,
                     "not-found",
                     "ORGANISATION_NOT_FOUND",
@@ -124,7 +120,7 @@ class Provider:
         if interaction is None:
             return ProviderAnswer(
                 501,
-                refusal=_error(
+                refusal=Refusal(
                     501,
                     "not-supported",
                     "NOT_IMPLEMENTED",
@@ -166,7 +162,7 @@ class Provider:
             headers.get("Accept"), _query(request.query).get("_format"), headers.get("Content-Type")
         )
         if asked is None:
-            return _error(
+            return Refusal(
                 415,
                 "not-supported",
                 "UNSUPPORTED_MEDIA_TYPE",
@@ -200,7 +196,7 @@ class Provider:
         system, bar, number = identifiers[0].partition("|")
         if not bar or system != NHS_NUMBER_SYSTEM:
             return _refused(
-                _error(
+                Refusal(
                     400,
                     "value",
                     "INVALID_IDENTIFIER_SYSTEM",
@@ -219,7 +215,7 @@ class Provider:
         content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if content_type not in JSON_TYPES:
             return _refused(
-                _error(
+                Refusal(
                     415,
                     "not-supported",
                     "UNSUPPORTED_MEDIA_TYPE",
@@ -235,7 +231,7 @@ class Provider:
             return _refused(Refusal.invalid_resource("the body must be a FHIR Parameters resource"))
         if len(numbers) != 1:
             return _refused(
-                _error(
+                Refusal(
                     422,
                     "invalid",
                     "INVALID_PARAMETER",
@@ -248,7 +244,7 @@ class Provider:
         patient = find_patient(party.ods_code, numbers[0])
         if patient is None:
             return _refused(
-                _error(
+                Refusal(
                     404,
                     "not-found",
                     "PATIENT_NOT_FOUND",

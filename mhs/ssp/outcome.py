@@ -101,8 +101,7 @@ class Refusal:
         return cls(504, "transient", f"ERROR_COMMUNICATING_TO_ENDPOINT_URL_{url}", "timed out")
 
 
-def operation_outcome(refusal: Refusal) -> dict[str, Any]:
-    """The body Spine's SSP sends: HTTP status in details.coding.code, token in display."""
+def _outcome(refusal: Refusal, coding: dict[str, str]) -> dict[str, Any]:
     return {
         "resourceType": "OperationOutcome",
         "id": str(uuid.uuid4()).upper(),
@@ -111,45 +110,25 @@ def operation_outcome(refusal: Refusal) -> dict[str, Any]:
             {
                 "severity": refusal.severity,
                 "code": refusal.issue_code,
-                "details": {
-                    "coding": [
-                        {
-                            "system": refusal.system,
-                            "code": str(refusal.status),
-                            "display": refusal.token,
-                        }
-                    ]
-                },
+                "details": {"coding": [coding]},
                 "diagnostics": refusal.detail or refusal.token,
             }
         ],
     }
+
+
+def operation_outcome(refusal: Refusal) -> dict[str, Any]:
+    """The body Spine's SSP sends: HTTP status in details.coding.code, token in display."""
+    coding = {"system": refusal.system, "code": str(refusal.status), "display": refusal.token}
+    return _outcome(refusal, coding)
 
 
 def provider_outcome(refusal: Refusal) -> dict[str, Any]:
     """A GP Connect provider's error body: the Spine error code in details.coding.code (the
     SSP's own refusals put the HTTP status there instead)."""
-    return {
-        "resourceType": "OperationOutcome",
-        "id": str(uuid.uuid4()).upper(),
-        "meta": {"profile": [OUTCOME_PROFILE]},
-        "issue": [
-            {
-                "severity": refusal.severity,
-                "code": refusal.issue_code,
-                "details": {
-                    "coding": [
-                        {
-                            "system": SPINE_ERROR_SYSTEM,
-                            "code": refusal.token,
-                            "display": refusal.token.replace("_", " ").capitalize(),
-                        }
-                    ]
-                },
-                "diagnostics": refusal.detail or refusal.token,
-            }
-        ],
-    }
+    display = refusal.token.replace("_", " ").capitalize()
+    coding = {"system": SPINE_ERROR_SYSTEM, "code": refusal.token, "display": display}
+    return _outcome(refusal, coding)
 
 
 def outcome_token(body: Any) -> str | None:
