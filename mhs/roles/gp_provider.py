@@ -18,7 +18,7 @@ from mhs.observe.logs import get_logger
 from mhs.provider.provider import Provider, ProviderRequest
 from mhs.roles.common import LOG, create_role_app
 from mhs.roles.http.client_certs import only_from_spine_proxy
-from mhs.roles.http.fhir import fhir_response
+from mhs.roles.http.fhir import fhir_response, refused
 from mhs.roles.http.limits import TooLarge, read_capped
 from mhs.settings import Settings
 from mhs.ssp import JwtPolicy, Refusal, provider_outcome
@@ -54,15 +54,8 @@ def create_gp_provider_app(
 
 
 def _refuse(request: web.Request, refusal: Refusal) -> web.Response:
-    request.app[LOG].info(
-        Event.PROVIDER_REFUSED,
-        status=refusal.status,
-        reason=refusal.token,
-        detail=refusal.detail,
-        outcome="refused",
-        trace_id=request.headers.get("Ssp-TraceID"),
-    )
-    return fhir_response(request, provider_outcome(refusal), refusal.status)
+    trace = {"trace_id": request.headers.get("Ssp-TraceID")}
+    return refused(request, Event.PROVIDER_REFUSED, refusal, trace, provider_outcome)
 
 
 async def answer(request: web.Request) -> web.Response:

@@ -18,6 +18,7 @@ import orjson
 from mhs.directory import Directory, Party
 from mhs.gpconnect.interactions import GpcInteraction, gpconnect_interaction, service_root
 from mhs.ids import is_asid, is_uuid
+from mhs.settings import Settings
 from mhs.ssp.jwt_claims import JwtPolicy, JwtRefused, check_token
 from mhs.ssp.nhs_number import NHS_NUMBER_SYSTEM, nhs_number_problem
 from mhs.ssp.outcome import Refusal
@@ -81,6 +82,14 @@ class CheckContext:
     jwt: JwtPolicy = field(default_factory=JwtPolicy)
     now: Callable[[], float] = time.time
     gpconnect_overrides: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, settings: Settings) -> CheckContext:
+        """The check settings of this deployment."""
+        return cls(
+            jwt=JwtPolicy(settings.jwt_timing, settings.jwt_leeway_s),
+            gpconnect_overrides=settings.gpconnect_overrides,
+        )
 
     def gpconnect_base(self, party: Party) -> str | None:
         return self.gpconnect_overrides.get(party.mhs, party.gpconnect_endpoint)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from mhs.gpconnect.fhir import FhirFormat, negotiate, render
+from mhs.observe.events import Event
+from mhs.roles.common import LOG
 from mhs.ssp import Refusal, operation_outcome
 
 # Where a certificate was missing or wrong the SSP also closes the connection.
@@ -39,3 +41,23 @@ def fhir_response(
 def outcome_response(request: web.Request, refusal: Refusal) -> web.Response:
     """The OperationOutcome for ``refusal``, as the SSP words it."""
     return fhir_response(request, operation_outcome(refusal), refusal.status)
+
+
+def refused(
+    request: web.Request,
+    event: Event,
+    refusal: Refusal,
+    fields: Mapping[str, Any],
+    outcome: Callable[[Refusal], dict[str, Any]] = operation_outcome,
+) -> web.Response:
+    """Log ``event`` (status, Spine's token, detail, ``fields``) and answer ``refusal`` as an
+    OperationOutcome: the SSP's wording unless ``outcome`` builds another (a provider's)."""
+    request.app[LOG].info(
+        event,
+        status=refusal.status,
+        reason=refusal.token,
+        detail=refusal.detail,
+        outcome="refused",
+        **fields,
+    )
+    return fhir_response(request, outcome(refusal), refusal.status)

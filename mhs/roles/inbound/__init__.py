@@ -19,6 +19,7 @@ from mhs.ebxml import (
     EbxmlError,
     EbxmlMessage,
     ErrorDetail,
+    MessageHeader,
     build_acknowledgment,
     build_message_error,
     extract_device_asids,
@@ -138,24 +139,25 @@ def _checked(message: EbxmlMessage) -> EbxmlMessage:
     return message
 
 
-async def receive(request: web.Request) -> web.Response:
-    """Receive one ebXML message from Spine."""
-    app = request.app
-    log = app[LOG]
+async def _read(request: web.Request) -> EbxmlMessage | web.Response:
+    """The request's ebXML message, or the refusal to answer with."""
+    log = request.app[LOG]
     content_type = request.headers.get("Content-Type", "")
     if request.content_type != "multipart/related":
         log.info(Event.INBOUND_REFUSED, status=415, reason=f"content type {content_type!r}")
         return text_error(415, f"Content-Type must be multipart/related, got {content_type!r}")
     try:
-        message = _checked(parse_message(content_type, await read_capped(request)))
+        return _checked(parse_message(content_type, await read_capped(request)))
     except TooLarge as error:
         log.info(Event.INBOUND_REFUSED, status=413, reason=str(error))
         return text_error(413, f"{error} (MHS_MAX_REQUEST_BYTES)")
     except EbxmlError as error:
         log.info(Event.INBOUND_REFUSED, status=400, reason=str(error))
         return text_error(400, f"Malformed ebXML message: {error}")
-    header = message.header
-    fields: dict[str, str | None] = {
+
+
+def _log_fields(header: MessageHeader) -> dict[str, str | None]:
+    return {
         "message_id": header.ref_to_message_id or header.message_id,
         "inbound_message_id": header.message_id,
         "correlation_id": header.conversation_id,
@@ -163,31 +165,15 @@ async def receive(request: web.Request) -> web.Response:
         "from_party_key": header.from_party_id,
         "to_party_key": header.to_party_id,
     }
-    if header.action in (ACTION_ACKNOWLEDGMENT, ACTION_MESSAGE_ERROR):
-        log.info(Event.INBOUND_SIGNAL_RECEIVED, **fields)
-        return web.Response(status=200)
-    served = app[SERVED]
-    directory = app[DIRECTORY]
-    try:
-        recipient = _recipient(request, message, served, directory)
-    except EbxmlError as error:
-        recipient = f"payload is not well-formed XML: {error}"
-    if isinstance(recipient, str):
-        log.info(Event.INBOUND_NACKED, reason=recipient, outcome="nacked", **fields)
-        return _nack(message, recipient)
-    from_asid = request.headers.get("Ssp-From")
-    fields.update(to_asid=recipient.asid, to_ods=recipient.ods_code, from_asid=from_asid)
-    log.info(Event.INBOUND_RECEIVED, **fields)
-    interaction = directory.interaction(header.action)
-    keep = interaction.reliability.persist_duration if interaction else DEFAULT_PERSIST
-    claim = await _claim(app, message, fields) if header.duplicate_elimination else None
-    if isinstance(claim, web.Response):
-        return claim
-    acknowledgment = _acknowledgment(message)
-    started = time.perf_counter()
-    queue = app[SETTINGS].inbound_queue(recipient.asid)
-    sender = directory.by_asid(from_asid) if from_asid else None
-    outgoing = instance_message(
+
+
+def _for_instance(
+    request: web.Request, message: EbxmlMessage, recipient: Party, from_asid: str | None
+) -> OutgoingMessage:
+    """What goes on the recipient instance's queue: the NHS adaptor's JSON, our headers."""
+    header = message.header
+    sender = request.app[DIRECTORY].by_asid(from_asid) if from_asid else None
+    return instance_message(
         ebxml=message.ebxml,
         payload=message.payload or "",
         attachments=message.attachments,
@@ -206,6 +192,38 @@ async def receive(request: web.Request) -> web.Response:
             "mhs-attempt": _int_header(request.headers.get("Mhs-Attempt")),
         },
     )
+
+
+async def receive(request: web.Request) -> web.Response:
+    """Receive one ebXML message from Spine."""
+    app = request.app
+    log = app[LOG]
+    message = await _read(request)
+    if isinstance(message, web.Response):
+        return message
+    header = message.header
+    fields = _log_fields(header)
+    if header.action in (ACTION_ACKNOWLEDGMENT, ACTION_MESSAGE_ERROR):
+        log.info(Event.INBOUND_SIGNAL_RECEIVED, **fields)
+        return web.Response(status=200)
+    try:
+        recipient = _recipient(request, message, app[SERVED], app[DIRECTORY])
+    except EbxmlError as error:
+        recipient = f"payload is not well-formed XML: {error}"
+    if isinstance(recipient, str):
+        log.info(Event.INBOUND_NACKED, reason=recipient, outcome="nacked", **fields)
+        return _nack(message, recipient)
+    from_asid = request.headers.get("Ssp-From")
+    fields.update(to_asid=recipient.asid, to_ods=recipient.ods_code, from_asid=from_asid)
+    log.info(Event.INBOUND_RECEIVED, **fields)
+    interaction = app[DIRECTORY].interaction(header.action)
+    keep = interaction.reliability.persist_duration if interaction else DEFAULT_PERSIST
+    claim = await _claim(app, message, fields) if header.duplicate_elimination else None
+    if isinstance(claim, web.Response):
+        return claim
+    acknowledgment = _acknowledgment(message)
+    started = time.perf_counter()
+    outgoing = _for_instance(request, message, recipient, from_asid)
     waiter = None
     if header.ref_to_message_id:
         # A reply: to the outbound replica holding its request, if one is (wait-for-response).
@@ -215,7 +233,7 @@ async def receive(request: web.Request) -> web.Response:
     problem, queue = await asyncio.shield(
         _publish(
             app,
-            queue,
+            app[SETTINGS].inbound_queue(recipient.asid),
             outgoing,
             claim=claim,
             keep=keep,
@@ -227,12 +245,9 @@ async def receive(request: web.Request) -> web.Response:
     if problem is not None:
         log.warning(Event.INBOUND_REFUSED, status=500, reason=problem, **fields)
         return text_error(500, "message could not be queued; send it again")
+    duration_ms = round((time.perf_counter() - started) * 1000, 3)
     log.info(
-        Event.INBOUND_DELIVERED,
-        queue=queue,
-        outcome="delivered",
-        duration_ms=round((time.perf_counter() - started) * 1000, 3),
-        **fields,
+        Event.INBOUND_DELIVERED, queue=queue, outcome="delivered", duration_ms=duration_ms, **fields
     )
     log.info(Event.INBOUND_ACKNOWLEDGED, outcome="acknowledged", **fields)
     return _acknowledge(acknowledgment)

@@ -29,7 +29,7 @@ from mhs.ids import is_uuid
 from mhs.observe.events import Event
 from mhs.roles.common import DIRECTORY, LOG, SETTINGS
 from mhs.roles.http.client import client_session
-from mhs.roles.http.fhir import outcome_response
+from mhs.roles.http.fhir import refused
 from mhs.roles.http.limits import TooLarge, read_capped
 from mhs.roles.http.relay import HOP_BY_HOP, forwarded_headers, relayed_response, stream_body
 from mhs.ssp import JwtRefused, Refusal
@@ -163,8 +163,8 @@ def _jwt_for(request: web.Request, sender: Party) -> str:
     try:
         token = bearer_token(request.headers.get("Authorization"))
         claims = decode_unsigned(token)
-    except JwtRefused as refused:
-        raise Refused(refused.refusal) from None
+    except JwtRefused as error:
+        raise Refused(error.refusal) from None
     if claims.get("requesting_organization") is None:
         claims["requesting_organization"] = {
             "resourceType": "Organization",
@@ -202,8 +202,8 @@ async def forward_gpconnect(request: web.Request) -> web.StreamResponse:
         body = await read_capped(request)
     except TooLarge as error:
         return _refuse(request, Refused(Refusal.too_large(error.limit)), fields)
-    except Refused as refused:
-        return _refuse(request, refused, fields)
+    except Refused as error:
+        return _refuse(request, error, fields)
     settings = request.app[SETTINGS]
     base = settings.gpconnect_overrides.get(provider.mhs, provider.gpconnect_endpoint)
     assert base is not None  # gpconnect_provider() only finds parties with an endpoint
@@ -227,18 +227,9 @@ async def forward_gpconnect(request: web.Request) -> web.StreamResponse:
     return await _send(request, url, body, headers, fields)
 
 
-def _refuse(request: web.Request, refused: Refused, fields: dict[str, Any]) -> web.Response:
-    refusal = refused.refusal
-    request.app[LOG].info(
-        Event.GPCONNECT_REFUSED,
-        status=refusal.status,
-        reason=refusal.token,
-        detail=refusal.detail,
-        outcome="refused",
-        **fields,
-    )
-    response = outcome_response(request, refusal)
-    response.headers.update(refused.headers)
+def _refuse(request: web.Request, why: Refused, fields: dict[str, Any]) -> web.Response:
+    response = refused(request, Event.GPCONNECT_REFUSED, why.refusal, fields)
+    response.headers.update(why.headers)
     return response
 
 

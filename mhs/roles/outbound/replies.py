@@ -204,21 +204,7 @@ async def hold_for_reply(
                 async with asyncio.timeout(wait_s):
                     payload = await reply
             except (TimeoutError, Stopping) as error:
-                stopping = isinstance(error, Stopping)
-                log.info(
-                    Event.MESSAGE_REPLY_TIMED_OUT,
-                    status=500,
-                    outcome="stopping" if stopping else "timed-out",
-                    duration_ms=round((time.perf_counter() - started) * 1000, 3),
-                    **fields,
-                )
-                why = "this outbound MHS is stopping" if stopping else f"within {wait_s:g} s"
-                return text_error(
-                    500,
-                    f"No reply to message {record.message_id} arrived {why}; it was sent, "
-                    "and its reply, when it comes, goes to your inbound queue",
-                    **ids,
-                )
+                return _no_reply(app, record, fields, started, stopping=isinstance(error, Stopping))
     except AlreadyWaiting:
         return _refuse(
             app,
@@ -243,6 +229,32 @@ async def hold_for_reply(
         **fields,
     )
     return web.Response(status=200, text=payload, content_type="text/xml", headers=ids)
+
+
+def _no_reply(
+    app: web.Application,
+    record: OutboundRecord,
+    fields: dict[str, str],
+    started: float,
+    *,
+    stopping: bool,
+) -> web.Response:
+    """The NHS adaptor's 500 for a reply that did not come in time (or before a stop)."""
+    app[LOG].info(
+        Event.MESSAGE_REPLY_TIMED_OUT,
+        status=500,
+        outcome="stopping" if stopping else "timed-out",
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        **fields,
+    )
+    wait_s = app[REPLIES].timings.wait_s
+    why = "this outbound MHS is stopping" if stopping else f"within {wait_s:g} s"
+    return text_error(
+        500,
+        f"No reply to message {record.message_id} arrived {why}; it was sent, "
+        "and its reply, when it comes, goes to your inbound queue",
+        **{"Message-Id": record.message_id, "Correlation-Id": record.correlation_id},
+    )
 
 
 def _refuse(app: web.Application, status: int, text: str, fields: dict[str, str]) -> web.Response:

@@ -23,16 +23,14 @@ from mhs.observe.events import Event
 from mhs.observe.logs import get_logger
 from mhs.roles.common import DIRECTORY, LOG, SETTINGS, create_role_app
 from mhs.roles.http.client import client_session
-from mhs.roles.http.client_certs import client_certificate
 from mhs.roles.http.limits import TooLarge, read_capped
 from mhs.roles.http.relay import forwarded_headers
 from mhs.roles.spine_proxy.as_spine import answer_as_spine, install_spine
+from mhs.roles.spine_proxy.checking import check, method_not_allowed, refuse, ssp_request
 from mhs.roles.spine_proxy.faults import apply_faults, install_fault_control
-from mhs.roles.spine_proxy.gpconnect import add_gpconnect_routes, check_context
-from mhs.roles.spine_proxy.refusals import method_not_allowed
-from mhs.roles.spine_proxy.refusals import refuse as _refuse
+from mhs.roles.spine_proxy.gpconnect import add_gpconnect_routes
 from mhs.settings import Settings
-from mhs.ssp import Refusal, SspRequest, check_request
+from mhs.ssp import Refusal, SspRequest
 
 ROLE = "spine-proxy"
 SESSION = web.AppKey("session", aiohttp.ClientSession)
@@ -59,72 +57,56 @@ async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def relay(request: web.Request) -> web.StreamResponse:
     """Check one ebXML request as the SSP would, then forward it to the receiver's MHS."""
-    app = request.app
-    directory = app[DIRECTORY]
-    headers = request.headers
-    ssp = SspRequest(
-        trace_id=headers.get("Ssp-TraceID"),
-        from_asid=headers.get("Ssp-From"),
-        to_asid=headers.get("Ssp-To"),
-        interaction_id=headers.get("Ssp-InteractionID"),
-        client=client_certificate(request),
-    )
+    ssp = ssp_request(request)
     fields: dict[str, str | None] = {
-        "message_id": headers.get("Message-Id"),
-        "correlation_id": headers.get("Correlation-Id"),
+        "message_id": request.headers.get("Message-Id"),
+        "correlation_id": request.headers.get("Correlation-Id"),
         "interaction_id": ssp.interaction_id,
         "from_asid": ssp.from_asid,
         "to_asid": ssp.to_asid,
         "trace_id": ssp.trace_id,
     }
-    refusal = check_request(directory, ssp, check_context(app[SETTINGS]))
+    refusal = check(request, ssp)
     if refusal is not None:
-        return _refuse(request, refusal, fields)
-    assert ssp.to_asid
-    assert ssp.from_asid
-    assert ssp.interaction_id
-    receiver = directory.by_asid(ssp.to_asid)
-    assert receiver is not None
+        return refuse(request, refusal, fields)
+    receiver = request.app[DIRECTORY].by_asid(ssp.to_asid or "")
+    assert receiver is not None  # the checks passed: Ssp-To is registered
     try:
         body = await read_capped(request)
+        header = peek_header(request.headers.get("Content-Type", ""), body)
     except TooLarge as error:
-        return _refuse(request, Refusal.too_large(error.limit), fields)
-    try:
-        header = peek_header(headers.get("Content-Type", ""), body)
+        return refuse(request, Refusal.too_large(error.limit), fields)
     except EbxmlError as error:
-        return _refuse(request, Refusal.bad_request(f"not an ebXML message: {error}"), fields)
+        return refuse(request, Refusal.bad_request(f"not an ebXML message: {error}"), fields)
     fields["message_id"] = header.message_id
     fields["correlation_id"] = header.conversation_id
-    if header.action != ssp.interaction_id:
-        return _refuse(
-            request,
-            Refusal.bad_request(
-                f"eb:Action {header.action} does not match Ssp-InteractionID {ssp.interaction_id}"
-            ),
-            fields,
-        )
-    if header.to_party_id != receiver.party_key:
-        return _refuse(
-            request,
-            Refusal.bad_request(
-                f"eb:To PartyId {header.to_party_id} is not the party key of Ssp-To {receiver.asid}"
-            ),
-            fields,
-        )
+    mismatch = _header_mismatch(header, ssp, receiver)
+    if mismatch is not None:
+        return refuse(request, Refusal.bad_request(mismatch), fields)
     if header.cpa_id != receiver.cpa_id:
         return _message_error(
             header, ErrorDetail("ebxml", "ValueNotRecognized", "Error", "501319:Unknown eb:CPAId")
         )
     if receiver.spine:
+        session = request.app[SESSION]
         return await apply_faults(
             request,
             header,
             fields,
-            lambda: answer_as_spine(request, header, receiver, fields, app[SESSION]),
+            lambda: answer_as_spine(request, header, receiver, fields, session),
         )
     return await apply_faults(
         request, header, fields, lambda: _forward(request, receiver, body, fields)
     )
+
+
+def _header_mismatch(header: MessageHeader, ssp: SspRequest, receiver: Party) -> str | None:
+    """Where the ebXML header disagrees with the Ssp-* headers the checks passed."""
+    if header.action != ssp.interaction_id:
+        return f"eb:Action {header.action} does not match Ssp-InteractionID {ssp.interaction_id}"
+    if header.to_party_id != receiver.party_key:
+        return f"eb:To PartyId {header.to_party_id} is not the party key of Ssp-To {receiver.asid}"
+    return None
 
 
 async def _forward(
@@ -140,10 +122,10 @@ async def _forward(
             status = response.status
             content_type = response.headers.get("Content-Type")
     except TimeoutError:
-        return _refuse(request, Refusal.timed_out(url), fields)
+        return refuse(request, Refusal.timed_out(url), fields)
     except aiohttp.ClientError as error:
         refusal = Refusal.unreachable(url)
-        return _refuse(
+        return refuse(
             request, Refusal(refusal.status, refusal.issue_code, refusal.token, str(error)), fields
         )
     app[LOG].info(

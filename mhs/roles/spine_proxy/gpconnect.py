@@ -15,26 +15,16 @@ from aiohttp import web
 from yarl import URL
 
 from mhs.observe.events import Event
-from mhs.roles.common import DIRECTORY, LOG, SETTINGS
+from mhs.roles.common import LOG, SETTINGS
 from mhs.roles.http.client import client_session
-from mhs.roles.http.client_certs import client_certificate
 from mhs.roles.http.limits import TooLarge, read_capped
 from mhs.roles.http.relay import forwarded_headers, relayed_response, stream_body
-from mhs.roles.spine_proxy.refusals import refuse
-from mhs.settings import Settings
-from mhs.ssp import CheckContext, FhirCall, JwtPolicy, Refusal, SspRequest, check_request
+from mhs.roles.spine_proxy.checking import check, refuse, ssp_request
+from mhs.ssp import FhirCall, Refusal
 from mhs.ssp.jwt_claims import JwtRefused, bearer_token, decode_unsigned, requesting_ods
 
 PROVIDER_SESSION = web.AppKey("provider_session", aiohttp.ClientSession)
 TARGET_ROUTE = r"/{target:https?://.*}"
-
-
-def check_context(settings: Settings) -> CheckContext:
-    """The SSP check settings of this deployment."""
-    return CheckContext(
-        jwt=JwtPolicy(settings.jwt_timing, settings.jwt_leeway_s),
-        gpconnect_overrides=settings.gpconnect_overrides,
-    )
 
 
 def add_gpconnect_routes(app: web.Application) -> None:
@@ -60,7 +50,6 @@ def _forwarded(request: web.Request) -> str:
 
 async def forward(request: web.Request) -> web.StreamResponse:
     """Check one GP Connect request as the SSP would, then pass it to the provider."""
-    app = request.app
     headers = request.headers
     target, _, query = request.raw_path[1:].partition("?")
     ssp_fields: dict[str, str | None] = {
@@ -73,15 +62,8 @@ async def forward(request: web.Request) -> web.StreamResponse:
         body = await read_capped(request)
     except TooLarge as error:
         return refuse(request, Refusal.too_large(error.limit), ssp_fields)
-    ssp = SspRequest(
-        trace_id=headers.get("Ssp-TraceID"),
-        from_asid=headers.get("Ssp-From"),
-        to_asid=headers.get("Ssp-To"),
-        interaction_id=headers.get("Ssp-InteractionID"),
-        client=client_certificate(request),
-        fhir=FhirCall(request.method, target, query, headers.get("Authorization"), body),
-    )
-    refusal = check_request(app[DIRECTORY], ssp, check_context(app[SETTINGS]))
+    fhir = FhirCall(request.method, target, query, headers.get("Authorization"), body)
+    refusal = check(request, ssp_request(request, fhir))
     if refusal is not None:
         return refuse(request, refusal, ssp_fields)
     try:
