@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -183,7 +184,6 @@ def test_an_unquoted_asid_is_refused_not_turned_into_a_string(tmp_path: Path) ->
 
 
 def test_json_topology_loads(tmp_path: Path) -> None:
-    import json
 
     path = tmp_path / "t.json"
     path.write_text(json.dumps(_raw()))

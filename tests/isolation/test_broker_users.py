@@ -3,6 +3,7 @@ cannot read, write or declare instance B's."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -154,6 +155,5 @@ async def _ignore(message: aio_pika.abc.AbstractIncomingMessage) -> None:
 
 
 async def _in_thread(work: Any) -> Any:
-    import asyncio
 
     return await asyncio.to_thread(work)

@@ -20,6 +20,7 @@ from mhs.directory import Directory, generate_topology, parse_topology
 from mhs.directory.generate import topology_yaml
 from mhs.ids import new_id
 from mhs.observe.events import Event
+from mhs.settings import Settings
 from mhs.ssp.consumer_jwt import consumer_jwt
 from mhs.tls import server_context
 
@@ -224,7 +225,6 @@ async def test_tls_below_1_2_is_refused(harness_factory: Any, pki: Pki) -> None:
 
 
 def test_tls_is_off_unless_configured(pki: Pki) -> None:
-    from mhs.settings import Settings
 
     assert server_context(Settings()) is None
     context = server_context(Settings(**pki.settings()))

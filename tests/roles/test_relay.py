@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from mhs.directory import Directory, generate_topology
-from mhs.ebxml import classify_reply, parse_header
+from mhs.ebxml import MessageHeader, build_request, classify_reply, parse_header
 from mhs.ids import new_id
 from mhs.observe.events import Event
 
@@ -185,7 +185,6 @@ async def test_retries_exhausted_are_dead_lettered(harness_factory: Any) -> None
 
 
 async def test_an_unknown_to_party_is_nacked_and_nothing_published(harness_factory: Any) -> None:
-    from mhs.ebxml import MessageHeader, build_request
 
     h = await harness_factory(["inbound"])
     header = MessageHeader(
@@ -217,7 +216,6 @@ async def test_an_unknown_to_party_is_nacked_and_nothing_published(harness_facto
 
 
 async def test_a_duplicate_is_acknowledged_but_delivered_once(harness_factory: Any) -> None:
-    from mhs.ebxml import MessageHeader, build_request
 
     h = await harness_factory(["inbound"])
     header = MessageHeader(

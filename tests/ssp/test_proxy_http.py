@@ -4,6 +4,7 @@ and GP Connect requests passed through unmodified to a real provider server on p
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -273,7 +274,6 @@ async def test_bodies_over_the_cap_are_refused_413(start_proxy: Any, provider: T
 
 
 def _free_port() -> int:
-    import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
