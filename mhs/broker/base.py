@@ -12,9 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from mhs.observe.events import Event
-from mhs.observe.logs import get_logger
-
 HeaderValue = str | int | float | bool | None
 
 
@@ -114,17 +111,6 @@ class QueuedMessage:
 
 
 Handler = Callable[[Delivery], Awaitable[None]]
-
-
-async def run_handler(handler: Handler, delivery: Delivery, queue: str) -> None:
-    """Run ``handler``; if it raises, log why and put the delivery back on its queue."""
-    try:
-        await handler(delivery)
-    except Exception:
-        get_logger("broker").exception(
-            Event.BROKER_HANDLER_FAILED, queue=queue, message_id=delivery.message_id
-        )
-        await delivery.reject(requeue=True)
 
 
 class Subscription(Protocol):

@@ -26,7 +26,7 @@ from mhs.broker.base import (
     Unroutable,
 )
 from mhs.broker.codec import amqp_timestamp, expiration_ms, outgoing_headers, queue_ttl_ms
-from mhs.broker.memory_parts import (
+from mhs.broker.memory_queue import (
     MemoryDelivery,
     MemorySubscription,
     Message,

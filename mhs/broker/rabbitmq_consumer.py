@@ -13,8 +13,9 @@ from datetime import datetime
 import aiormq
 from aiormq.abc import AbstractChannel, DeliveredMessage
 
-from mhs.broker.base import BrokerError, Handler, HeaderValue, run_handler
+from mhs.broker.base import BrokerError, Handler, HeaderValue
 from mhs.broker.codec import decode_headers
+from mhs.broker.handlers import run_handler
 from mhs.tasks import stop_task
 
 # Settling can only fail because the channel went away; the broker then redelivers.

@@ -17,13 +17,13 @@ from typing import Any, Literal, TextIO, cast
 
 import orjson
 import structlog
-from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 from mhs.observe.events import Event
+from mhs.observe.logger import Logger
 from mhs.observe.metrics import record_metrics
 from mhs.observe.recorder import record_status
 
-Logger = FilteringBoundLogger
 LogFormat = Literal["json", "console", "ecs"]
 
 _LEVELS = {

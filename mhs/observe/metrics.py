@@ -23,38 +23,18 @@ more label sets than it should counts the rest under ``other``.
 from __future__ import annotations
 
 import re
-from bisect import bisect_left
-from collections.abc import Callable, Iterator, MutableMapping
-from typing import Any, TypeVar
+from collections.abc import Callable, MutableMapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 
 from mhs.observe.events import Event
+from mhs.observe.registry import RoleRegistry
+from mhs.observe.series import OTHER, Counter, EventFigures, Histogram, Labels
 
 EventDict = MutableMapping[str, Any]
-Labels = tuple[str, ...]
 
-# Seconds: from a fast local hop to a delivery held by a slow or faulty Spine.
-LATENCY_BUCKETS = (
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-    60.0,
-)
-OTHER = "other"
 _TOKEN = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z][A-Z0-9]*)+")
 _WORDS = re.compile(r"[A-Za-z][A-Za-z0-9-]*(?: [A-Za-z0-9][A-Za-z0-9-]*){0,2}")
 
@@ -71,110 +51,6 @@ def reason_kind(reason: object) -> str:
     return words.group() if words is not None else OTHER
 
 
-class _Series:
-    """Label values -> state, folding label sets beyond ``limit`` into ``other``."""
-
-    __slots__ = ("documentation", "label_names", "limit", "name", "values")
-
-    def __init__(self, name: str, documentation: str, label_names: Labels, limit: int) -> None:
-        self.name = name
-        self.documentation = documentation
-        self.label_names = label_names
-        self.limit = limit
-
-    def _fold(self, key: Labels, present: int) -> Labels:
-        return key if present < self.limit else (OTHER,) * len(key)
-
-
-class _Counter(_Series):
-    __slots__ = ("counts",)
-
-    def __init__(self, name: str, documentation: str, label_names: Labels, limit: int = 100):
-        super().__init__(name, documentation, label_names, limit)
-        self.counts: dict[Labels, int] = {}
-
-    def inc(self, key: Labels) -> None:
-        counts = self.counts
-        value = counts.get(key)
-        if value is None:
-            key = self._fold(key, len(counts))
-            value = counts.get(key, 0)
-        counts[key] = value + 1
-
-    def family(self) -> Metric:
-        family = CounterMetricFamily(self.name, self.documentation, labels=self.label_names)
-        for key, value in self.counts.items():
-            family.add_metric(key, value)
-        return family
-
-
-class _Histogram(_Series):
-    """Per label set: a count per bucket (the last one above every bound), then the sum."""
-
-    __slots__ = ("bounds", "series")
-
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        label_names: Labels,
-        bounds: tuple[float, ...] = LATENCY_BUCKETS,
-        limit: int = 100,
-    ) -> None:
-        super().__init__(name, documentation, label_names, limit)
-        self.bounds = bounds
-        self.series: dict[Labels, list[float]] = {}
-
-    def observe(self, key: Labels, value: float) -> None:
-        series = self.series.get(key)
-        if series is None:
-            key = self._fold(key, len(self.series))
-            series = self.series.get(key)
-            if series is None:
-                series = self.series[key] = [0.0] * (len(self.bounds) + 2)
-        series[bisect_left(self.bounds, value)] += 1
-        series[-1] += value
-
-    def family(self) -> Metric:
-        family = HistogramMetricFamily(self.name, self.documentation, labels=self.label_names)
-        for key, series in self.series.items():
-            buckets: list[tuple[str, float]] = []
-            total = 0.0
-            for bound, count in zip((*map(str, self.bounds), "+Inf"), series, strict=False):
-                total += count
-                buckets.append((bound, total))
-            family.add_metric(key, buckets, series[-1])
-        return family
-
-
-_M = TypeVar("_M", "_Counter", "_Histogram")
-
-
-class _EventFigures:
-    """The collector prometheus-client reads the event-driven figures from."""
-
-    def __init__(self) -> None:
-        self.metrics: list[_Counter | _Histogram] = []
-
-    def add(self, metric: _M) -> _M:
-        self.metrics.append(metric)
-        return metric
-
-    def collect(self) -> Iterator[Metric]:
-        for metric in self.metrics:
-            yield metric.family()
-
-    def describe(self) -> Iterator[Metric]:
-        for metric in self.metrics:
-            yield (
-                CounterMetricFamily(metric.name, metric.documentation, labels=metric.label_names)
-                if isinstance(metric, _Counter)
-                else HistogramMetricFamily(
-                    metric.name, metric.documentation, labels=metric.label_names
-                )
-            )
-
-
 def _text(value: object) -> str:
     return value if isinstance(value, str) else "" if value is None else str(value)
 
@@ -184,6 +60,9 @@ def _seconds(event: EventDict) -> float | None:
     return value / 1000 if isinstance(value, int | float) else None
 
 
+_IX: Labels = ("interaction_id",)
+
+
 class RoleMetrics:
     """One role's registry, its metrics, and how each lifecycle event moves them."""
 
@@ -191,135 +70,16 @@ class RoleMetrics:
         self.role = role
         self.registry = CollectorRegistry()
         self._instance_labels = instance_labels
-        figures = _EventFigures()
+        figures = EventFigures()
         per_asid = (max(instances, 1) + 1) * 8
-        ix = ("interaction_id",)
-        counter, histogram = _Counter, _Histogram
 
-        self._events: _Counter = figures.add(
-            counter("mhs_events", "Lifecycle events logged, by event name", ("event",), 1000)
+        self._events: Counter = figures.add(
+            Counter("mhs_events", "Lifecycle events logged, by event name", ("event",), 1000)
         )
-        # outbound
-        self._accepted: _Counter = figures.add(
-            counter(
-                "mhs_messages_accepted",
-                "Requests accepted by the outbound MHS, per hosted sender",
-                ("interaction_id", "from_asid"),
-                per_asid,
-            )
-        )
-        self._refused: _Counter = figures.add(
-            counter("mhs_messages_refused", "Requests the outbound MHS refused", ("status",))
-        )
-        self._queued: _Counter = figures.add(
-            counter("mhs_messages_queued", "Messages confirmed on the outbound queue", ix)
-        )
-        self._queue_seconds: _Histogram = figures.add(
-            histogram(
-                "mhs_queue_publish_seconds",
-                "Time to publish an accepted message with the broker's confirm",
-                ix,
-            )
-        )
-        # worker
-        self._attempts: _Counter = figures.add(
-            counter(
-                "mhs_delivery_attempts",
-                "Sends to the Spine proxy, by outcome",
-                ("interaction_id", "outcome"),
-            )
-        )
-        self._attempt_seconds: _Histogram = figures.add(
-            histogram(
-                "mhs_delivery_attempt_seconds",
-                "Time of one send to the Spine proxy until its answer",
-                ix,
-            )
-        )
-        self._retries: _Counter = figures.add(
-            counter("mhs_delivery_retries", "Retries scheduled after a transient failure", ix)
-        )
-        self._delivered: _Counter = figures.add(
-            counter("mhs_delivered", "Messages the Spine proxy accepted", ix)
-        )
-        self._rejected: _Counter = figures.add(
-            counter(
-                "mhs_delivery_rejected",
-                "Messages Spine refused for good, by reason kind",
-                ("interaction_id", "reason"),
-            )
-        )
-        self._dead: _Counter = figures.add(
-            counter(
-                "mhs_dead_lettered",
-                "Messages put on the dead-letter queue, by outcome",
-                ("interaction_id", "outcome"),
-            )
-        )
-        self._requeued: _Counter = figures.add(
-            counter(
-                "mhs_delivery_requeued",
-                "Deliveries handed back to their queue because dead-lettering failed",
-                (),
-            )
-        )
-        # spine proxy
-        self._forwarded: _Counter = figures.add(
-            counter(
-                "mhs_proxy_forwarded",
-                "Requests forwarded to the receiver's MHS, by its answer",
-                ("interaction_id", "status"),
-            )
-        )
-        self._forward_seconds: _Histogram = figures.add(
-            histogram(
-                "mhs_proxy_forward_seconds",
-                "Time the receiver's MHS took to answer a forwarded request",
-                ix,
-            )
-        )
-        self._proxy_refused: _Counter = figures.add(
-            counter(
-                "mhs_proxy_refused",
-                "Requests the SSP checks refused, by status and reason kind",
-                ("status", "reason"),
-            )
-        )
-        self._faults: _Counter = figures.add(
-            counter(
-                "mhs_proxy_faults_injected",
-                "Faults the proxy injected, by kind",
-                ("kind", "interaction_id"),
-            )
-        )
-        # inbound
-        self._received: _Counter = figures.add(
-            counter("mhs_inbound_received", "Messages for hosted instances received", ix)
-        )
-        self._inbound_delivered: _Counter = figures.add(
-            counter(
-                "mhs_inbound_delivered",
-                "Messages confirmed on a hosted instance's queue, per recipient",
-                ("interaction_id", "to_asid"),
-                per_asid,
-            )
-        )
-        self._inbound_seconds: _Histogram = figures.add(
-            histogram(
-                "mhs_inbound_publish_seconds",
-                "Time to publish a received message to the instance's queue",
-                ix,
-            )
-        )
-        self._duplicates: _Counter = figures.add(
-            counter("mhs_inbound_duplicates_dropped", "Duplicates acknowledged, not delivered", ix)
-        )
-        self._nacked: _Counter = figures.add(
-            counter("mhs_inbound_nacked", "Messages answered with a MessageError NACK", ())
-        )
-        self._inbound_refused: _Counter = figures.add(
-            counter("mhs_inbound_refused", "Requests the inbound MHS refused", ("status",))
-        )
+        self._declare_outbound(figures, per_asid)
+        self._declare_worker(figures)
+        self._declare_proxy(figures)
+        self._declare_inbound(figures, per_asid)
         self.registry.register(figures)
 
         # Gauges: not on the hot path, so prometheus-client's own.
@@ -363,6 +123,139 @@ class RoleMetrics:
             Event.INBOUND_REFUSED: self._on_inbound_refused,
         }
         self._event_keys: dict[str, Labels] = {e.value: (e.value,) for e in Event}
+
+    def _declare_outbound(self, figures: EventFigures, per_asid: int) -> None:
+        """The outbound MHS's figures."""
+        ix = _IX
+        self._accepted: Counter = figures.add(
+            Counter(
+                "mhs_messages_accepted",
+                "Requests accepted by the outbound MHS, per hosted sender",
+                ("interaction_id", "from_asid"),
+                per_asid,
+            )
+        )
+        self._refused: Counter = figures.add(
+            Counter("mhs_messages_refused", "Requests the outbound MHS refused", ("status",))
+        )
+        self._queued: Counter = figures.add(
+            Counter("mhs_messages_queued", "Messages confirmed on the outbound queue", ix)
+        )
+        self._queue_seconds: Histogram = figures.add(
+            Histogram(
+                "mhs_queue_publish_seconds",
+                "Time to publish an accepted message with the broker's confirm",
+                ix,
+            )
+        )
+
+    def _declare_worker(self, figures: EventFigures) -> None:
+        """The delivery workers' figures."""
+        ix = _IX
+        self._attempts: Counter = figures.add(
+            Counter(
+                "mhs_delivery_attempts",
+                "Sends to the Spine proxy, by outcome",
+                ("interaction_id", "outcome"),
+            )
+        )
+        self._attempt_seconds: Histogram = figures.add(
+            Histogram(
+                "mhs_delivery_attempt_seconds",
+                "Time of one send to the Spine proxy until its answer",
+                ix,
+            )
+        )
+        self._retries: Counter = figures.add(
+            Counter("mhs_delivery_retries", "Retries scheduled after a transient failure", ix)
+        )
+        self._delivered: Counter = figures.add(
+            Counter("mhs_delivered", "Messages the Spine proxy accepted", ix)
+        )
+        self._rejected: Counter = figures.add(
+            Counter(
+                "mhs_delivery_rejected",
+                "Messages Spine refused for good, by reason kind",
+                ("interaction_id", "reason"),
+            )
+        )
+        self._dead: Counter = figures.add(
+            Counter(
+                "mhs_dead_lettered",
+                "Messages put on the dead-letter queue, by outcome",
+                ("interaction_id", "outcome"),
+            )
+        )
+        self._requeued: Counter = figures.add(
+            Counter(
+                "mhs_delivery_requeued",
+                "Deliveries handed back to their queue because dead-lettering failed",
+                (),
+            )
+        )
+
+    def _declare_proxy(self, figures: EventFigures) -> None:
+        """The Spine proxy's figures."""
+        ix = _IX
+        self._forwarded: Counter = figures.add(
+            Counter(
+                "mhs_proxy_forwarded",
+                "Requests forwarded to the receiver's MHS, by its answer",
+                ("interaction_id", "status"),
+            )
+        )
+        self._forward_seconds: Histogram = figures.add(
+            Histogram(
+                "mhs_proxy_forward_seconds",
+                "Time the receiver's MHS took to answer a forwarded request",
+                ix,
+            )
+        )
+        self._proxy_refused: Counter = figures.add(
+            Counter(
+                "mhs_proxy_refused",
+                "Requests the SSP checks refused, by status and reason kind",
+                ("status", "reason"),
+            )
+        )
+        self._faults: Counter = figures.add(
+            Counter(
+                "mhs_proxy_faults_injected",
+                "Faults the proxy injected, by kind",
+                ("kind", "interaction_id"),
+            )
+        )
+
+    def _declare_inbound(self, figures: EventFigures, per_asid: int) -> None:
+        """The inbound MHS's figures."""
+        ix = _IX
+        self._received: Counter = figures.add(
+            Counter("mhs_inbound_received", "Messages for hosted instances received", ix)
+        )
+        self._inbound_delivered: Counter = figures.add(
+            Counter(
+                "mhs_inbound_delivered",
+                "Messages confirmed on a hosted instance's queue, per recipient",
+                ("interaction_id", "to_asid"),
+                per_asid,
+            )
+        )
+        self._inbound_seconds: Histogram = figures.add(
+            Histogram(
+                "mhs_inbound_publish_seconds",
+                "Time to publish a received message to the instance's queue",
+                ix,
+            )
+        )
+        self._duplicates: Counter = figures.add(
+            Counter("mhs_inbound_duplicates_dropped", "Duplicates acknowledged, not delivered", ix)
+        )
+        self._nacked: Counter = figures.add(
+            Counter("mhs_inbound_nacked", "Messages answered with a MessageError NACK", ())
+        )
+        self._inbound_refused: Counter = figures.add(
+            Counter("mhs_inbound_refused", "Requests the inbound MHS refused", ("status",))
+        )
 
     def observe(self, event: EventDict) -> None:
         """Move the metrics one lifecycle event stands for (names outside Event are ignored)."""
@@ -476,35 +369,28 @@ class RoleMetrics:
 # The registries of the roles running in this process, found by the ``role`` every role's
 # logger binds. Apps of the same role in one process (several workers) share one registry,
 # which lives while any of them runs.
-_active: dict[str, RoleMetrics] = {}
-_users: dict[str, int] = {}
+_roles: RoleRegistry[RoleMetrics] = RoleRegistry()
 
 
 def acquire(role: str, *, instance_labels: bool = True, instances: int = 100) -> RoleMetrics:
     """The registry of ``role`` in this process, created by its first user."""
-    metrics = _active.get(role)
+    metrics = _roles.join(role)
     if metrics is None:
-        metrics = _active[role] = RoleMetrics(
-            role, instance_labels=instance_labels, instances=instances
+        metrics = _roles.add(
+            role, RoleMetrics(role, instance_labels=instance_labels, instances=instances)
         )
-    _users[role] = _users.get(role, 0) + 1
     return metrics
 
 
 def release(role: str) -> None:
     """One user of ``role``'s registry stopped; the last one takes the registry away."""
-    left = _users.get(role, 0) - 1
-    if left > 0:
-        _users[role] = left
-        return
-    _users.pop(role, None)
-    _active.pop(role, None)
+    _roles.leave(role)
 
 
 def record_metrics(_: Any, __: str, event_dict: EventDict) -> EventDict:
     """structlog processor: count the event into its role's metrics. Placed before level
     filtering, so the figures do not depend on the log level."""
-    metrics = _active.get(event_dict.get("role"))  # type: ignore[arg-type]
+    metrics = _roles.get(event_dict.get("role"))
     if metrics is not None:
         metrics.observe(event_dict)
     return event_dict

@@ -2,11 +2,12 @@
 
 :func:`record_status` is a structlog processor that runs beside the metrics' one, before
 the log level applies, and hands each event to the recorder of the role that logged it
-(found by the ``role`` every role's logger binds), as mhs.observe.metrics does for metrics. The
-recorder only keeps the event in memory: a task the role runs (mhs.roles.timeline) writes
-what has gathered every ``interval_s`` in one state store call, and once more as the role
-stops. So a lifecycle event costs a list append, never a store round trip, and each
-message's steps cost one list item each in one call per batch.
+(found by the ``role`` every role's logger binds), as mhs.observe.metrics does for
+metrics. The recorder only keeps the event in memory: a task the role runs
+(mhs.roles.common.timeline_ctx) writes what has gathered every ``interval_s`` in one state
+store call, and once more as the role stops. So a lifecycle event costs a list append,
+never a store round trip, and each message's steps cost one list item each in one call
+per batch.
 
 Roles of one kind in one process (several workers under ``serve all``) share a recorder,
 which lives while any of them runs.
@@ -18,15 +19,14 @@ import asyncio
 import contextlib
 import time
 from collections.abc import MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mhs.observe.events import Event
+from mhs.observe.logger import Logger
+from mhs.observe.registry import RoleRegistry
 from mhs.observe.status import MAX_STEPS, STEP_EVENTS, encode_step, status_name
 from mhs.state import StateError, StateStore, create_state_store
 from mhs.tasks import stop_task
-
-if TYPE_CHECKING:  # mhs.observe.logs puts record_status in its chain, so it imports this module
-    from mhs.observe.logs import Logger
 
 EventDict = MutableMapping[str, Any]
 # Roles whose events make timelines (the GP Connect provider's requests are not messages).
@@ -122,16 +122,14 @@ class StatusRecorder:
             wait = self._interval_s if await self.flush() else RETRY_INTERVAL_S
 
 
-_active: dict[str, StatusRecorder] = {}
-_users: dict[str, int] = {}
+_roles: RoleRegistry[StatusRecorder] = RoleRegistry()
 
 
 async def acquire(
     role: str, log: Logger, *, state_url: str | None, prefix: str, ttl_s: float
 ) -> None:
     """Start recording ``role``'s steps (its first user opens the store and the task)."""
-    if role in _active:
-        _users[role] += 1
+    if _roles.join(role) is not None:
         return
     store = create_state_store(state_url, prefix=prefix)
     try:
@@ -140,20 +138,13 @@ async def acquire(
         # Timelines are not worth refusing to start for: writes go on trying, and the
         # steps that fail are counted in status.write_failed.
         log.warning(Event.STATUS_WRITE_FAILED, records=0, reason=str(error))
-    recorder = StatusRecorder(store, log, ttl_s=ttl_s)
+    recorder = _roles.add(role, StatusRecorder(store, log, ttl_s=ttl_s))
     recorder.start()
-    _active[role] = recorder
-    _users[role] = 1
 
 
 async def release(role: str) -> None:
     """One user of ``role``'s recorder stopped; the last one writes what is left and closes."""
-    left = _users.get(role, 0) - 1
-    if left > 0:
-        _users[role] = left
-        return
-    _users.pop(role, None)
-    recorder = _active.pop(role, None)
+    recorder = _roles.leave(role)
     if recorder is not None:
         await recorder.stop()
         await recorder.store.stop()
@@ -161,7 +152,7 @@ async def release(role: str) -> None:
 
 def record_status(_: Any, __: str, event_dict: EventDict) -> EventDict:
     """structlog processor: hand the event to its role's recorder, if that role records."""
-    recorder = _active.get(event_dict.get("role"))  # type: ignore[arg-type]
+    recorder = _roles.get(event_dict.get("role"))
     if recorder is not None:
         recorder.observe(event_dict)
     return event_dict

@@ -17,10 +17,10 @@ from mhs.broker import Broker, BrokerError
 from mhs.broker.factory import create_broker
 from mhs.directory import Directory
 from mhs.observe import metrics as role_metrics
+from mhs.observe import recorder as status_recorder
 from mhs.observe.events import Event
-from mhs.observe.logs import Logger
+from mhs.observe.logger import Logger
 from mhs.observe.metrics import RoleMetrics
-from mhs.roles.timeline import timeline_ctx
 from mhs.settings import Settings, redact_url
 from mhs.state import StateStore, create_state_store
 
@@ -224,3 +224,29 @@ async def opened_state_store(app: web.Application) -> AsyncIterator[StateStore]:
         yield store
     finally:
         await store.stop()
+
+
+def timeline_ctx(
+    role: str, settings: Settings, log: Logger
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context recording the role's message steps while it runs and writing the
+    last ones as it stops. Registered right after the metrics, so it stops after everything
+    else the role runs: the steps of deliveries finishing during shutdown are written too."""
+
+    async def ctx(_: web.Application) -> AsyncIterator[None]:
+        if role not in status_recorder.RECORDING_ROLES or settings.status_ttl_s == 0:
+            yield
+            return
+        await status_recorder.acquire(
+            role,
+            log,
+            state_url=settings.state_url,
+            prefix=settings.queue_prefix,
+            ttl_s=settings.status_ttl_s,
+        )
+        try:
+            yield
+        finally:
+            await status_recorder.release(role)
+
+    return ctx

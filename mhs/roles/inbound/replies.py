@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from mhs.broker import Broker, BrokerError, OutgoingMessage
 from mhs.messages.sync_async import waiting_name
 from mhs.observe.events import Event
-from mhs.observe.logs import Logger
+from mhs.observe.logger import Logger
 from mhs.state import StateError, StateStore
 
 

@@ -30,7 +30,7 @@ from mhs.ids import is_asid
 from mhs.messages.records import OutboundRecord
 from mhs.messages.sync_async import ReplyTimings, reply_payload, waiting_name
 from mhs.observe.events import Event
-from mhs.observe.logs import Logger
+from mhs.observe.logger import Logger
 from mhs.reliability.notices import carried_headers, onward
 from mhs.roles.common import BROKER, LOG, READINESS, SETTINGS, text_error
 from mhs.roles.outbound.status import STATE

@@ -7,16 +7,27 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from mhs.broker.base import Handler, HeaderValue, run_handler
+from mhs.broker.base import Handler, HeaderValue
 from mhs.broker.codec import header_value
-
-if TYPE_CHECKING:
-    from mhs.broker.memory import MemoryBroker
+from mhs.broker.handlers import run_handler
 
 # Unacknowledged deliveries in the order they were made (a dict is an ordered set).
 Holder = dict["MemoryDelivery", None]
+
+
+class Owner(Protocol):
+    """What deliveries and consumers ask of the broker that owns them (MemoryBroker)."""
+
+    @property
+    def is_connected(self) -> bool: ...
+
+    def settle(self, delivery: MemoryDelivery, *, requeue: bool | None) -> None: ...
+
+    def detach(self, subscription: MemorySubscription) -> None: ...
+
+    def delivered_headers(self, message: Message) -> Mapping[str, HeaderValue]: ...
 
 
 @dataclass(slots=True, eq=False)
@@ -118,9 +129,7 @@ class MemoryDelivery:
 
     __slots__ = ("_broker", "_headers", "holder", "message", "queue", "settled")
 
-    def __init__(
-        self, broker: MemoryBroker, queue: Queue, message: Message, holder: Holder
-    ) -> None:
+    def __init__(self, broker: Owner, queue: Queue, message: Message, holder: Holder) -> None:
         self._broker = broker
         self.queue = queue
         self.message = message
@@ -176,7 +185,7 @@ class MemoryDelivery:
 class MemorySubscription:
     """A consumer: a handler task per delivery, at most ``prefetch`` unacknowledged."""
 
-    def __init__(self, broker: MemoryBroker, queue: Queue, handler: Handler, prefetch: int) -> None:
+    def __init__(self, broker: Owner, queue: Queue, handler: Handler, prefetch: int) -> None:
         self._broker = broker
         self.queue = queue
         self._handler = handler
