@@ -6,6 +6,8 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from mhs.broker.base import Broker
+from mhs.broker.memory import MemoryBroker
+from mhs.settings import Settings
 
 
 def create_broker(
@@ -21,13 +23,24 @@ def create_broker(
     ``delivery_limit`` apply to every queue the broker declares.
     """
     if url is None:
-        from mhs.broker.memory import MemoryBroker
-
         return MemoryBroker(queue_type=queue_type, delivery_limit=delivery_limit)
     if urlsplit(url).scheme not in ("amqp", "amqps"):
         raise ValueError("a broker URL starts with amqp:// or amqps://")
-    from mhs.broker.rabbitmq import RabbitMqBroker
+    # aio-pika and aiormq take about 0.25 s to import: tools and the embedded broker never
+    # need them, so each transport loads only when chosen.
+    from mhs.broker.rabbitmq import RabbitMqBroker  # noqa: PLC0415
 
     return RabbitMqBroker(
         url, connection_name=connection_name, queue_type=queue_type, delivery_limit=delivery_limit
+    )
+
+
+def broker_for(settings: Settings, name: str) -> Broker:
+    """The deployment's broker (``MHS_BROKER_URL``, its queue type and delivery limit), on a
+    connection named ``<MHS_CONNECTION_NAME>-<name>``."""
+    return create_broker(
+        settings.broker_url,
+        connection_name=f"{settings.connection_name}-{name}",
+        queue_type=settings.queue_type,
+        delivery_limit=settings.delivery_limit,
     )

@@ -31,53 +31,13 @@ from mhs.broker.base import (
     Unroutable,
 )
 from mhs.broker.codec import expiration_ms, outgoing_headers, queue_ttl_ms
+from mhs.broker.rabbitmq_channels import LINK_ERRORS, ChannelSlot, reply_text
 from mhs.broker.rabbitmq_consumer import RabbitDelivery, RabbitSubscription
 from mhs.settings import redact_url
 
 QueueType = Literal["quorum", "classic"]
-_LINK_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, OSError, RuntimeError)
 _PERSISTENT = 2
 _T = TypeVar("_T")
-
-
-class _ChannelSlot:
-    """One long-lived channel, opened again on first use after it closed."""
-
-    def __init__(self, opener: Callable[[], Awaitable[AbstractChannel]]) -> None:
-        self._opener = opener
-        self._channel: AbstractChannel | None = None
-        self._opening = asyncio.Lock()
-        self._calling = asyncio.Lock()
-
-    async def get(self) -> AbstractChannel:
-        """The open channel, for concurrent use (publishes pipeline on it)."""
-        channel = self._channel
-        if channel is not None and not channel.is_closed:
-            return channel
-        async with self._opening:
-            channel = self._channel
-            if channel is None or channel.is_closed:
-                channel = self._channel = await self._opener()
-            return channel
-
-    async def call(self, rpc: Callable[[AbstractChannel], Awaitable[_T]], limit_s: float) -> _T:
-        """Run one RPC at a time. A broker error closes the channel and fails every RPC
-        waiting on it, so serialising keeps each error with the call that caused it."""
-        async with self._calling:
-            channel = await self.get()
-            try:
-                async with asyncio.timeout(limit_s):
-                    return await rpc(channel)
-            except Exception:
-                await self.discard()
-                raise
-
-    async def discard(self) -> None:
-        channel, self._channel = self._channel, None
-        if channel is not None and not channel.is_closed:
-            with contextlib.suppress(TimeoutError, *_LINK_ERRORS):
-                async with asyncio.timeout(5):
-                    await channel.close()
 
 
 class RabbitMqBroker(Broker):
@@ -108,9 +68,9 @@ class RabbitMqBroker(Broker):
         self._reconnect_interval = reconnect_interval_s
         self._connection: AbstractRobustConnection | None = None
         self._stopped = False
-        self._publisher = _ChannelSlot(lambda: self._open_channel(confirms=True))
-        self._control = _ChannelSlot(lambda: self._open_channel(confirms=False))
-        self._getter = _ChannelSlot(lambda: self._open_channel(confirms=False))
+        self._publisher = ChannelSlot(lambda: self._open_channel(confirms=True))
+        self._control = ChannelSlot(lambda: self._open_channel(confirms=False))
+        self._getter = ChannelSlot(lambda: self._open_channel(confirms=False))
         self._subscriptions: set[RabbitSubscription] = set()
         # Queues this broker declared, with their arguments: declaring is idempotent, so a
         # role that declares before every publish pays the round trip only once.
@@ -134,7 +94,7 @@ class RabbitMqBroker(Broker):
                     reconnect_interval=self._reconnect_interval,
                     timeout=max(0.1, min(self._timeout, deadline - loop.time())),
                 )
-            except (TimeoutError, *_LINK_ERRORS) as error:
+            except (TimeoutError, *LINK_ERRORS) as error:
                 if loop.time() + self._reconnect_interval >= deadline:
                     raise BrokerError(
                         f"cannot connect to RabbitMQ at {self._where}: {error!r}"
@@ -152,7 +112,7 @@ class RabbitMqBroker(Broker):
             await slot.discard()
         connection, self._connection = self._connection, None
         if connection is not None:
-            with contextlib.suppress(TimeoutError, *_LINK_ERRORS):
+            with contextlib.suppress(TimeoutError, *LINK_ERRORS):
                 async with asyncio.timeout(self._timeout):
                     await connection.close()
 
@@ -186,10 +146,10 @@ class RabbitMqBroker(Broker):
         except aiormq.exceptions.ChannelPreconditionFailed as error:
             raise BrokerError(
                 f"cannot declare queue {name!r} with {arguments}: it already exists with "
-                f"other arguments ({_reply_text(error)})"
+                f"other arguments ({reply_text(error)})"
             ) from error
         except aiormq.exceptions.AMQPError as error:
-            raise BrokerError(f"cannot declare queue {name!r}: {_reply_text(error)}") from error
+            raise BrokerError(f"cannot declare queue {name!r}: {reply_text(error)}") from error
         if expires is None:  # an expiring queue can go behind our back: declare it every time
             self._declared[name] = arguments
 
@@ -284,7 +244,7 @@ class RabbitMqBroker(Broker):
             )
         except aiormq.exceptions.ChannelNotFoundEntity:
             return None  # nothing to take from a queue nobody has declared yet
-        except (TimeoutError, *_LINK_ERRORS) as error:
+        except (TimeoutError, *LINK_ERRORS) as error:
             raise BrokerError(f"cannot get from {queue!r}: {error!r}") from error
         if isinstance(message.delivery, aiormq.spec.Basic.GetEmpty):
             return None
@@ -306,10 +266,10 @@ class RabbitMqBroker(Broker):
                     found.append(QueuedMessage.of(RabbitDelivery(message)))
         except aiormq.exceptions.ChannelNotFoundEntity:
             return []
-        except (TimeoutError, *_LINK_ERRORS) as error:
+        except (TimeoutError, *LINK_ERRORS) as error:
             raise BrokerError(f"cannot browse {queue!r}: {error!r}") from error
         finally:
-            with contextlib.suppress(TimeoutError, *_LINK_ERRORS):
+            with contextlib.suppress(TimeoutError, *LINK_ERRORS):
                 async with asyncio.timeout(self._timeout):
                     await channel.close()
         return found
@@ -322,9 +282,7 @@ class RabbitMqBroker(Broker):
         except aiormq.exceptions.ChannelNotFoundEntity as error:
             raise BrokerError(f"no queue named {queue!r}") from error
         except aiormq.exceptions.AMQPError as error:
-            raise BrokerError(
-                f"cannot read the depth of {queue!r}: {_reply_text(error)}"
-            ) from error
+            raise BrokerError(f"cannot read the depth of {queue!r}: {reply_text(error)}") from error
         return int(result.message_count or 0)
 
     async def delete_queue(self, name: str) -> None:
@@ -333,7 +291,7 @@ class RabbitMqBroker(Broker):
             # RabbitMQ answers delete-ok for a queue that does not exist.
             await self._control_call(lambda channel: channel.queue_delete(name))
         except aiormq.exceptions.AMQPError as error:
-            raise BrokerError(f"cannot delete queue {name!r}: {_reply_text(error)}") from error
+            raise BrokerError(f"cannot delete queue {name!r}: {reply_text(error)}") from error
 
     def _queue_arguments(
         self, dead_letter_to: str | None, message_ttl_s: float | None, delivery_limit: int | None
@@ -370,7 +328,7 @@ class RabbitMqBroker(Broker):
             raise BrokerError(f"RabbitMQ at {self._where} did not answer: {error!r}") from error
 
     async def _retrying(
-        self, slot: _ChannelSlot, rpc: Callable[[AbstractChannel], Awaitable[_T]]
+        self, slot: ChannelSlot, rpc: Callable[[AbstractChannel], Awaitable[_T]]
     ) -> _T:
         """Run an idempotent RPC, once more if the connection dropped under it. (RabbitMQ
         3.10 even closes the connection when basic.get meets a quorum queue that is still
@@ -389,7 +347,7 @@ class RabbitMqBroker(Broker):
                 if confirms:
                     return await link.channel(publisher_confirms=True, on_return_raises=True)
                 return await link.channel(publisher_confirms=False)
-        except (TimeoutError, *_LINK_ERRORS) as error:
+        except (TimeoutError, *LINK_ERRORS) as error:
             raise BrokerError(f"cannot open a channel on {self._where}: {error!r}") from error
 
     async def _link(self, *, wait_s: float | None) -> aiormq.abc.AbstractConnection:
@@ -423,7 +381,3 @@ class RabbitMqBroker(Broker):
     async def _on_reconnected(self, _connection: object) -> None:
         # A restarted broker may have lost non-replicated queues: declare again, not from memory.
         self._declared.clear()
-
-
-def _reply_text(error: BaseException) -> str:
-    return str(error.args[0]) if error.args else repr(error)

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mhs.broker import BrokerError
-from mhs.broker.factory import create_broker
+from mhs.broker.factory import broker_for
 from mhs.reliability.dead_letters import DeadLetter, DeadLetters
 from mhs.settings import Settings
 
@@ -46,12 +46,7 @@ def _with_dead_letters(broker_url: str | None, work: Callable[[DeadLetters], Awa
         raise typer.Exit(2)
 
     async def run() -> T:
-        broker = create_broker(
-            settings.broker_url,
-            connection_name=f"{settings.connection_name}-dlq",
-            queue_type=settings.queue_type,
-            delivery_limit=settings.delivery_limit,
-        )
+        broker = broker_for(settings, "dlq")
         await broker.start()
         try:
             dead_letters = DeadLetters(broker, settings)

@@ -15,6 +15,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO, cast
 
+import ecs_logging
 import orjson
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -80,8 +81,6 @@ def _chain(level: str, fmt: LogFormat) -> list[Processor]:
         structlog.contextvars.merge_contextvars,
     ]
     if fmt == "ecs":
-        import ecs_logging
-
         return [
             *head,
             _event_as_str,
@@ -192,8 +191,6 @@ class _LibraryJson(logging.Formatter):
 
 def _library_formatter(fmt: LogFormat) -> logging.Formatter:
     if fmt == "ecs":
-        import ecs_logging
-
         return ecs_logging.StdlibFormatter()
     if fmt == "json":
         return _LibraryJson()

@@ -14,7 +14,7 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from mhs.broker import Broker, BrokerError
-from mhs.broker.factory import create_broker
+from mhs.broker.factory import broker_for
 from mhs.directory import Directory
 from mhs.observe import metrics as role_metrics
 from mhs.observe import recorder as status_recorder
@@ -115,12 +115,7 @@ async def _metrics_ctx(app: web.Application) -> AsyncIterator[None]:
 def _owned_broker(role: str) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
-        broker = create_broker(
-            settings.broker_url,
-            connection_name=f"{settings.connection_name}-{role}",
-            queue_type=settings.queue_type,
-            delivery_limit=settings.delivery_limit,
-        )
+        broker = broker_for(settings, role)
         await broker.start()
         app[BROKER] = broker
         app[LOG].info(

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 
 from mhs.broker import Broker, Delivery, Subscription
-from mhs.broker.factory import create_broker
+from mhs.broker.factory import broker_for
 from mhs.directory import Directory
 from mhs.runner import Cluster
 from mhs.settings import Settings
@@ -138,12 +138,7 @@ async def simulate(
     cluster = Cluster(settings, directory, ephemeral_ports=True)
     await cluster.start(workers=opts.workers, extra_inbound=remote)
     # The instances' own systems read their queues over their own broker connection.
-    client: Broker = cluster.shared_broker or create_broker(
-        settings.broker_url,
-        connection_name="mhs-simulate-instances",
-        queue_type=settings.queue_type,
-        delivery_limit=settings.delivery_limit,
-    )
+    client: Broker = cluster.shared_broker or broker_for(settings, "simulate-instances")
     if cluster.shared_broker is None:
         await client.start()
     tally = Tally()

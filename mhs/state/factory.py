@@ -5,6 +5,7 @@ from __future__ import annotations
 import weakref
 
 from mhs.state.base import StateStore
+from mhs.state.memory import MemoryStateStore
 
 # The in-process store is one per process and prefix, as Redis is one per deployment: roles
 # that `serve all` or `simulate` run in one process share it while any of them holds it.
@@ -16,12 +17,11 @@ def create_state_store(url: str | None, *, prefix: str) -> StateStore:
     shared with other processes; every caller in this process with this prefix gets the same
     one); Redis for ``redis://``, ``rediss://`` or ``unix://``."""
     if url is None:
-        from mhs.state.memory import MemoryStateStore
-
         store = _in_process.get(prefix)
         if store is None:
             store = _in_process[prefix] = MemoryStateStore(prefix)
         return store
-    from mhs.state.redis import RedisStateStore
+    # redis-py takes about 0.2 s to import; the in-process store and tools never need it.
+    from mhs.state.redis import RedisStateStore  # noqa: PLC0415
 
     return RedisStateStore(url, prefix=prefix)

@@ -1,0 +1,60 @@
+"""RabbitMQ channels the transport owns: one long-lived channel per purpose, opened again on
+first use after it closed; and the errors that mean the link is gone."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import aiormq
+from aiormq.abc import AbstractChannel
+
+LINK_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, OSError, RuntimeError)
+_T = TypeVar("_T")
+
+
+class ChannelSlot:
+    """One long-lived channel, opened again on first use after it closed."""
+
+    def __init__(self, opener: Callable[[], Awaitable[AbstractChannel]]) -> None:
+        self._opener = opener
+        self._channel: AbstractChannel | None = None
+        self._opening = asyncio.Lock()
+        self._calling = asyncio.Lock()
+
+    async def get(self) -> AbstractChannel:
+        """The open channel, for concurrent use (publishes pipeline on it)."""
+        channel = self._channel
+        if channel is not None and not channel.is_closed:
+            return channel
+        async with self._opening:
+            channel = self._channel
+            if channel is None or channel.is_closed:
+                channel = self._channel = await self._opener()
+            return channel
+
+    async def call(self, rpc: Callable[[AbstractChannel], Awaitable[_T]], limit_s: float) -> _T:
+        """Run one RPC at a time. A broker error closes the channel and fails every RPC
+        waiting on it, so serialising keeps each error with the call that caused it."""
+        async with self._calling:
+            channel = await self.get()
+            try:
+                async with asyncio.timeout(limit_s):
+                    return await rpc(channel)
+            except Exception:
+                await self.discard()
+                raise
+
+    async def discard(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None and not channel.is_closed:
+            with contextlib.suppress(TimeoutError, *LINK_ERRORS):
+                async with asyncio.timeout(5):
+                    await channel.close()
+
+
+def reply_text(error: BaseException) -> str:
+    """The broker's reply text of an AMQP error."""
+    return str(error.args[0]) if error.args else repr(error)
