@@ -19,10 +19,10 @@ import aiohttp
 
 from mhs.broker.factory import create_broker
 from mhs.chaos.cluster import EXHAUSTING, EXPIRING, ChaosCluster, ChaosConfig
-from mhs.chaos.tally import Observer, Tally
 from mhs.chaos.tap import TapFaults
 from mhs.directory import Directory, Party
 from mhs.simulate.plan import Planned, plan_traffic
+from mhs.simulate.tally import Observer, Tally
 
 PHASES = (
     "worker-kills",

@@ -12,11 +12,11 @@ from rich.console import Console
 from rich.table import Table
 
 from mhs.broker.users import BrokerUsersError, Via, choose_applier, plan_users
+from mhs.cli.common import directory_for, err, settings_from
 
 app = typer.Typer(
     help="Per-instance RabbitMQ users: each may read its own mhs.inbound.<ASID> queue only.",
 )
-err = Console(stderr=True)
 
 
 @app.callback(invoke_without_command=True)
@@ -44,16 +44,14 @@ def broker_users(
     credential; it may read <queue prefix>inbound.<ASID> and nothing else. Passwords are
     never printed.
     """
-    from mhs.cli.main import _directory, _settings
-
     if apply and remove:
         err.print("[red]--apply and --remove cannot be used together[/red]")
         raise typer.Exit(2)
     if via not in ("auto", "management", "rabbitmqctl"):
         err.print(f"[red]--via {via!r}[/red]: choose auto, management or rabbitmqctl")
         raise typer.Exit(2)
-    settings = _settings(broker_url=broker, topology=topology)
-    users = plan_users(_directory(settings), settings, asid or ())
+    settings = settings_from(broker_url=broker, topology=topology)
+    users = plan_users(directory_for(settings), settings, asid or ())
     done = "planned"
     if apply or remove:
         try:

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mhs.cli.common import settings_from
 from mhs.settings import Settings
 
 
@@ -41,10 +42,8 @@ def config(
 ) -> None:
     """Check the configuration; with --show, print the effective value of every setting and
     where it came from. Passwords in URLs are never printed."""
-    from mhs.cli.main import _settings
-
     flags = {"broker_url": broker, "topology": topology}
-    settings = _settings(**flags)
+    settings = settings_from(**flags)
     values = settings.redacted()
     origin = sources(settings, flags)
     if json_output:

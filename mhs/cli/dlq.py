@@ -16,6 +16,7 @@ from rich.table import Table
 
 from mhs.broker import BrokerError
 from mhs.broker.factory import broker_for
+from mhs.cli.common import err
 from mhs.reliability.dead_letters import DeadLetter, DeadLetters
 from mhs.settings import Settings
 
@@ -23,7 +24,6 @@ app = typer.Typer(
     help="The dead-letter queue: list, show and replay messages that could not be delivered.",
     no_args_is_help=True,
 )
-err = Console(stderr=True)
 T = TypeVar("T")
 
 BrokerOpt = Annotated[

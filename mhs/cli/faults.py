@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mhs.cli.common import err, settings_from
 from mhs.spine.faults import FaultKind
 
 app = typer.Typer(
@@ -19,7 +20,6 @@ app = typer.Typer(
     "receiver ASID and/or interaction. Clearing them restores normal behaviour at once.",
     no_args_is_help=True,
 )
-err = Console(stderr=True)
 
 ProxyOpt = Annotated[
     str | None,
@@ -36,9 +36,7 @@ DISTRIBUTIONS = {
 def _proxy_url(proxy: str | None) -> str:
     if proxy:
         return proxy.rstrip("/")
-    from mhs.cli.main import _settings
-
-    return _settings().spine_proxy_url.rstrip("/")
+    return settings_from().spine_proxy_url.rstrip("/")
 
 
 def _admin(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:

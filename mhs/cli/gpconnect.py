@@ -9,6 +9,7 @@ from typing import Annotated
 import orjson
 import typer
 
+from mhs.cli.common import directory_for, settings_from
 from mhs.provider.records import patients_of
 from mhs.ssp.consumer_jwt import consumer_jwt
 
@@ -36,9 +37,7 @@ def patients(
     topology: Annotated[Path | None, typer.Option("--topology", help="topology file")] = None,
 ) -> None:
     """Print the simulated patients registered at a practice (JSON lines)."""
-    from mhs.cli.main import _directory, _settings
-
-    directory = _directory(_settings(topology=topology))
+    directory = directory_for(settings_from(topology=topology))
     if directory.gpconnect_provider(ods_code) is None:
         typer.echo(f"no GP Connect provider is registered for {ods_code}", err=True)
         raise typer.Exit(1)

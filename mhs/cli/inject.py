@@ -12,9 +12,8 @@ import itertools
 import random
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,7 +25,7 @@ from lxml import etree
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mhs.cli.logs import latency
+from mhs.cli.common import directory_for, err, run, settings_from
 from mhs.directory import Directory, Party
 from mhs.ebxml import (
     EBXML_CONTENT_ID,
@@ -39,8 +38,8 @@ from mhs.ebxml.safexml import parse_xml
 from mhs.ids import is_asid, new_id
 from mhs.settings import Settings
 from mhs.simulate.plan import Planned
+from mhs.simulate.tally import Tally
 
-err = Console(stderr=True)
 Target = Literal["outbound", "inbound"]
 
 
@@ -57,30 +56,6 @@ class Shot:
     body: bytes
     headers: dict[str, str]
     message_id: str | None = None
-
-
-@dataclass
-class Tally:
-    sent: int = 0
-    accepted: int = 0
-    refused: Counter[str] = field(default_factory=Counter)
-    failed: Counter[str] = field(default_factory=Counter)
-    latencies_ms: list[float] = field(default_factory=list)
-    started: float = field(default_factory=time.perf_counter)
-
-    def summary(self) -> dict[str, Any]:
-        elapsed = time.perf_counter() - self.started
-        return {
-            "sent": self.sent,
-            "accepted": self.accepted,
-            "refused": sum(self.refused.values()),
-            "failed": sum(self.failed.values()),
-            "refused_reasons": dict(self.refused.most_common()),
-            "failures": dict(self.failed.most_common()),
-            "latency_ms": latency(self.latencies_ms),
-            "elapsed_s": round(elapsed, 3),
-            "messages_per_s": round(self.sent / elapsed, 1) if elapsed > 0 else 0.0,
-        }
 
 
 class Addressing:
@@ -303,7 +278,7 @@ async def _send(
     tally.latencies_ms.append(elapsed)
     refusal = _refusal(shot.target, status, content_type, body)
     if refusal is None:
-        tally.accepted += 1
+        tally.accepted.add(shot.message_id or shot.label)
         return f"accepted {status} {shot.label} {shot.message_id or ''} ({elapsed:.1f} ms)"
     tally.refused[refusal] += 1
     return f"refused  {status} {shot.label}: {refusal}"
@@ -330,7 +305,7 @@ class Plan:
     concurrency: int
 
 
-async def run(plan: Plan, urls: dict[Target, str], report: Any) -> Tally:
+async def send_all(plan: Plan, urls: dict[Target, str], report: Any) -> Tally:
     """Send ``plan``'s messages; ``report(line)`` is called after each."""
     tally = Tally()
     limiter = AsyncLimiter(1, 1 / plan.rate) if plan.rate else None
@@ -401,12 +376,10 @@ def inject(
 ) -> None:
     """Inject messages and print what became of them: accepted, refused (with the reasons),
     latency. Exits 0 when every message was accepted, 1 otherwise, 2 on bad input."""
-    from mhs.cli.main import _directory, _run, _settings
-
     if rate is not None and rate <= 0:
         raise typer.BadParameter("--rate must be above 0")
-    settings = _settings(topology=topology)
-    addressing = Addressing(_directory(settings))
+    settings = settings_from(topology=topology)
+    addressing = Addressing(directory_for(settings))
     try:
         plan = _plan(
             addressing,
@@ -423,8 +396,8 @@ def inject(
     except InjectError as error:
         err.print(f"[red]cannot inject[/red]: {error}", soft_wrap=True)
         raise typer.Exit(2) from None
-    tally = _run_with_progress(plan, _urls(settings, outbound, inbound), _run, bool(paths))
-    result = tally.summary()
+    tally = _run_with_progress(plan, _urls(settings, outbound, inbound), run, bool(paths))
+    result = tally.sending_summary()
     if json_output:
         sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
@@ -477,7 +450,7 @@ def _run_with_progress(
             transient=True,
         ) as bar:
             task = bar.add_task("sent", total=plan.total)
-            tally: Tally = runner(run(plan, urls, lambda _: bar.advance(task)))
+            tally: Tally = runner(send_all(plan, urls, lambda _: bar.advance(task)))
             return tally
     # Not a terminal: plain lines, one per message for files, one a second for load.
     last = time.monotonic()
@@ -492,7 +465,7 @@ def _run_with_progress(
             last = time.monotonic()
             err.print(f"sent {counted}", markup=False, highlight=False)
 
-    result: Tally = runner(run(plan, urls, report))
+    result: Tally = runner(send_all(plan, urls, report))
     return result
 
 

@@ -3,7 +3,6 @@ the roles' JSON log lines (docs/log-schema.md; the ECS format too)."""
 
 from __future__ import annotations
 
-import statistics
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -18,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mhs.observe.events import Event
+from mhs.observe.latency import latency
 
 app = typer.Typer(help="Read the roles' JSON logs.", no_args_is_help=True)
 err = Console(stderr=True)
@@ -37,23 +37,6 @@ COUNTED = {
     Event.INBOUND_DELIVERED.value: "arrived",
     Event.INBOUND_DUPLICATE.value: "duplicates_dropped",
 }
-
-
-def latency(values: list[float]) -> dict[str, float]:
-    """count, p50, p90, p99 and max of ``values`` (milliseconds), 0 when there are none."""
-    if not values:
-        return {"count": 0, "p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0}
-    if len(values) == 1:
-        cuts = values * 99
-    else:
-        cuts = statistics.quantiles(values, n=100, method="inclusive")
-    return {
-        "count": len(values),
-        "p50": round(cuts[49], 3),
-        "p90": round(cuts[89], 3),
-        "p99": round(cuts[98], 3),
-        "max": round(max(values), 3),
-    }
 
 
 @dataclass

@@ -14,9 +14,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mhs.cli.common import directory_for, err, settings_from
 from mhs.directory import Directory
 
-err = Console(stderr=True)
 # What each step shows beside its time, role and event, in this order.
 _DETAIL = (
     "attempt",
@@ -65,15 +65,13 @@ def status(
     Only the instance that sent or received the message may see it; for anyone else the
     message does not exist. Exit 0 when shown, 1 when not found or the MHS did not answer.
     """
-    from mhs.cli.main import _directory, _settings
-
-    settings = _settings(topology=topology)
+    settings = settings_from(topology=topology)
     if (as_instance is None) == (credential is None):
         err.print("[red]give exactly one of --as ASID|ODS and --credential[/red]")
         raise typer.Exit(2)
     if credential is None:
         assert as_instance is not None
-        credential = _credential_of(_directory(settings), as_instance)
+        credential = _credential_of(directory_for(settings), as_instance)
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
     base = (outbound or f"http://{host}:{settings.outbound_port}").rstrip("/")
     code, body = _get(f"{base}/messages/{message_id}", credential)

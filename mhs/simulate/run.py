@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
-from mhs.broker import Broker, Delivery, Subscription
+from mhs.broker import Broker, Delivery
 from mhs.broker.factory import broker_for
 from mhs.directory import Directory
 from mhs.runner import Cluster
 from mhs.settings import Settings
 from mhs.simulate.plan import Planned, plan_traffic
+from mhs.simulate.tally import Observer, Tally
 
 Progress = Callable[[str, int], None]
 
@@ -38,36 +37,12 @@ class SimulationOptions:
 
 
 @dataclass
-class Tally:
-    """What actually happened, per message id, as seen on the queues."""
+class _Timing:
+    """When each message was sent and first arrived, and which arrived after a retry."""
 
     sent_at: dict[str, float] = field(default_factory=dict)
-    accepted: set[str] = field(default_factory=set)
-    refused: Counter[int] = field(default_factory=Counter)
-    arrivals: Counter[str] = field(default_factory=Counter)
     arrived_at: dict[str, float] = field(default_factory=dict)
     retried: set[str] = field(default_factory=set)
-    notices: dict[str, str] = field(default_factory=dict)
-    reasons: Counter[str] = field(default_factory=Counter)
-    unexpected: Counter[str] = field(default_factory=Counter)
-
-    pending: set[str] = field(default_factory=set)
-    quiet: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def settled(self, message_id: str) -> bool:
-        return message_id in self.arrivals or message_id in self.notices
-
-    def accept(self, message_id: str) -> None:
-        self.accepted.add(message_id)
-        # The message may have arrived before its 202 did.
-        if not self.settled(message_id):
-            self.pending.add(message_id)
-            self.quiet.clear()
-
-    def settle(self, message_id: str) -> None:
-        self.pending.discard(message_id)
-        if not self.pending:
-            self.quiet.set()
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -108,16 +83,19 @@ async def _send(
     outbound_url: str,
     directory: Directory,
     planned: Planned,
+    *,
     tally: Tally,
+    timing: _Timing,
 ) -> None:
     headers, body = planned.request(directory)
-    tally.sent_at[planned.message_id] = time.perf_counter()
+    timing.sent_at[planned.message_id] = time.perf_counter()
+    tally.sent += 1
     async with session.post(outbound_url + "/", data=body, headers=headers) as response:
         await response.read()
         if response.status == 202:
-            tally.accept(planned.message_id)
+            tally.accepted.add(planned.message_id)
         else:
-            tally.refused[response.status] += 1
+            tally.refused[str(response.status)] += 1
 
 
 async def simulate(
@@ -141,15 +119,11 @@ async def simulate(
     client: Broker = cluster.shared_broker or broker_for(settings, "simulate-instances")
     if cluster.shared_broker is None:
         await client.start()
-    tally = Tally()
-    subscriptions: list[Subscription] = []
+    tally, timing = Tally(), _Timing()
     queues = [settings.inbound_queue(p.asid) for p in directory.parties]
+    observer = Observer(client, queues, tally, _listener(timing, progress))
     try:
-        for queue in queues:
-            await client.declare_queue(queue)
-            subscriptions.append(
-                await client.consume(queue, _collector(tally, progress), prefetch=256)
-            )
+        await observer.start()
         async with aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=opts.concurrency)
         ) as session:
@@ -159,20 +133,19 @@ async def simulate(
 
             async def send_one(p: Planned) -> None:
                 async with gate:
-                    await _send(session, cluster.urls["outbound"], directory, p, tally)
+                    await _send(
+                        session, cluster.urls["outbound"], directory, p, tally=tally, timing=timing
+                    )
                 if progress:
                     progress("sent", 1)
 
             await asyncio.gather(*(send_one(p) for p in planned))
-            if tally.pending:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(tally.quiet.wait(), opts.settle_timeout_s)
+            await tally.wait_settled(tally.accepted, within_s=opts.settle_timeout_s)
             # A short grace period so late duplicates, if any, are seen and counted.
             await asyncio.sleep(0.5)
-            last = max([*tally.arrived_at.values(), started])
+            last = max([*timing.arrived_at.values(), started])
     finally:
-        for subscription in subscriptions:
-            await subscription.cancel()
+        await observer.stop()
         for queue in queues:
             await client.delete_queue(queue)
         await client.delete_queue(settings.outbound_queue)
@@ -180,35 +153,27 @@ async def simulate(
         if cluster.shared_broker is None:
             await client.stop()
         await cluster.stop()
-    return _summary(planned, tally, faults=faults, started=started, last=last, opts=opts)
+    return _summary(planned, tally, timing, faults=faults, started=started, last=last, opts=opts)
 
 
-def _collector(tally: Tally, progress: Progress | None) -> Callable[[Delivery], Any]:
-    async def collect(delivery: Delivery) -> None:
-        message_id = delivery.message_id or ""
-        outcome = delivery.headers.get("mhs-outcome")
-        if outcome is not None:
-            tally.notices[message_id] = str(outcome)
-            tally.reasons[str(delivery.headers.get("mhs-reason"))[:120]] += 1
-        elif message_id in tally.sent_at:
-            tally.arrivals[message_id] += 1
-            tally.arrived_at.setdefault(message_id, time.perf_counter())
+def _listener(timing: _Timing, progress: Progress | None) -> Callable[[Delivery, bool], None]:
+    def heard(delivery: Delivery, arrived: bool) -> None:
+        message_id = (delivery.message_id or "").upper()
+        if arrived:
+            timing.arrived_at.setdefault(message_id, time.perf_counter())
             attempt = delivery.headers.get("mhs-attempt")
             if isinstance(attempt, int) and attempt > 1:
-                tally.retried.add(message_id)
-        else:
-            tally.unexpected[str(delivery.headers.get("interaction-id"))] += 1
-        tally.settle(message_id)
-        await delivery.ack()
+                timing.retried.add(message_id)
         if progress:
             progress("settled", 1)
 
-    return collect
+    return heard
 
 
 def _summary(
     planned: list[Planned],
     tally: Tally,
+    timing: _Timing,
     *,
     faults: list[dict[str, Any]],
     started: float,
@@ -217,10 +182,10 @@ def _summary(
 ) -> dict[str, Any]:
     accepted = tally.accepted
     delivered = {m for m in accepted if tally.arrivals[m] > 0}
-    notices = {m: o for m, o in tally.notices.items() if m in accepted and m not in delivered}
+    notices = {m: o[0] for m, o in tally.notices.items() if m in accepted and m not in delivered}
     rejected = sum(1 for o in notices.values() if o == "rejected")
     dead = sum(1 for o in notices.values() if o != "rejected")
-    latencies = [(tally.arrived_at[m] - tally.sent_at[m]) * 1000 for m in delivered]
+    latencies = [(timing.arrived_at[m] - timing.sent_at[m]) * 1000 for m in delivered]
     expected = {p.message_id: p.expect for p in planned}
     mismatched = sum(
         1
@@ -236,7 +201,7 @@ def _summary(
         "delivered": len(delivered),
         "rejected": rejected,
         "dead_lettered": dead,
-        "retried": len(tally.retried),
+        "retried": len(timing.retried),
         "lost": sum(1 for m in accepted if not tally.settled(m)),
         "duplicates": sum(1 for m in delivered if tally.arrivals[m] > 1),
         "unexpected_outcomes": mismatched,

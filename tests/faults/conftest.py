@@ -15,10 +15,10 @@ import yaml
 
 from mhs.broker.factory import create_broker
 from mhs.chaos.cluster import ChaosCluster, ChaosConfig
-from mhs.chaos.tally import Observer, Tally
 from mhs.directory import Directory
 from mhs.directory.loader import DEFAULT_TOPOLOGY, parse_topology
 from mhs.messages.records import OutboundRecord
+from mhs.simulate.tally import Observer, Tally
 from tests.roles.conftest import Harness, harness_factory
 
 __all__ = ["harness_factory"]

@@ -165,7 +165,8 @@ async def test_inject_files_and_folders(served: Served, queues: Broker, tmp_path
     summary = json.loads(result.stdout)
     assert (summary["sent"], summary["accepted"], summary["refused"]) == (3, 3, 0)
     assert summary["latency_ms"]["count"] == 3
-    lines = result.stderr.splitlines()  # not a terminal: one plain line per message
+    # Not a terminal: one plain line per message, in the order the answers came back.
+    lines = sorted(result.stderr.splitlines(), key=lambda line: line.split()[2])
     assert [line.split()[:3] for line in lines] == [
         ["accepted", "202", "1-addressed-by-hl7.json"],
         ["accepted", "200", "2-raw.msg"],

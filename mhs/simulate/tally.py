@@ -1,25 +1,36 @@
-"""What actually arrived on the instances' queues, per message id.
+"""What became of the messages a tool sent, shared by ``mhs inject``, ``mhs simulate`` and
+the chaos run: how the sender saw each request (accepted, refused, failed, latency), and
+what arrived on the instances' queues, per message id.
 
 The observer reads every instance queue as the instances' own systems would, on its own
-broker connection (not one the chaos closes). A delivery the broker hands out again
-(redelivered) is not a second arrival; a second publish of the same message id is.
+broker connection. A delivery the broker hands out again (redelivered) is not a second
+arrival; a second publish of the same message id is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from mhs.broker import Broker, Delivery, Subscription
+from mhs.observe.latency import latency
 
 
 @dataclass
 class Tally:
-    """Arrivals and failure notices by message id; which accepted messages are settled."""
+    """Sends, and arrivals and failure notices by message id; which accepted messages are
+    settled."""
 
+    sent: int = 0
     accepted: set[str] = field(default_factory=set)
+    refused: Counter[str] = field(default_factory=Counter)
+    failed: Counter[str] = field(default_factory=Counter)
+    latencies_ms: list[float] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
     arrivals: Counter[str] = field(default_factory=Counter)
     notices: defaultdict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     reasons: Counter[str] = field(default_factory=Counter)
@@ -29,9 +40,12 @@ class Tally:
     def settled(self, message_id: str) -> bool:
         return message_id in self.arrivals or message_id in self.notices
 
-    def arrive(self, delivery: Delivery) -> None:
+    def arrive(self, delivery: Delivery) -> bool:
+        """Count what reached an instance's queue; True for a first or later arrival of a
+        message (not a failure notice, not the same publish handed out again)."""
         message_id = (delivery.message_id or "").upper()
         outcome = delivery.headers.get("mhs-outcome")
+        arrived = False
         if outcome is not None:
             self.notices[message_id].append(str(outcome))
             self.reasons[f"{outcome}: {str(delivery.headers.get('mhs-reason'))[:100]}"] += 1
@@ -39,9 +53,11 @@ class Tally:
             pass  # the same publish again (our ack was lost), not a second delivery
         elif message_id:
             self.arrivals[message_id] += 1
+            arrived = True
         else:
             self.strangers += 1
         self._changed.set()
+        return arrived
 
     async def wait_settled(self, message_ids: Iterable[str], *, within_s: float) -> set[str]:
         """Wait until every id has arrived or been reported failed; those that did not."""
@@ -60,14 +76,37 @@ class Tally:
                 break
         return {m for m in waiting if not self.settled(m)}
 
+    def sending_summary(self) -> dict[str, Any]:
+        """How the sends went, as the sender saw them."""
+        elapsed = time.perf_counter() - self.started
+        return {
+            "sent": self.sent,
+            "accepted": len(self.accepted),
+            "refused": sum(self.refused.values()),
+            "failed": sum(self.failed.values()),
+            "refused_reasons": dict(self.refused.most_common()),
+            "failures": dict(self.failed.most_common()),
+            "latency_ms": latency(self.latencies_ms),
+            "elapsed_s": round(elapsed, 3),
+            "messages_per_s": round(self.sent / elapsed, 1) if elapsed > 0 else 0.0,
+        }
+
 
 class Observer:
-    """Consumes the instance queues into a ``Tally``."""
+    """Consumes the instance queues into a ``Tally``; ``listener`` hears of each delivery
+    and whether it counted as an arrival."""
 
-    def __init__(self, broker: Broker, queues: Iterable[str], tally: Tally) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        queues: Iterable[str],
+        tally: Tally,
+        listener: Callable[[Delivery, bool], None] | None = None,
+    ) -> None:
         self.broker = broker
         self.queues = list(queues)
         self.tally = tally
+        self._listener = listener
         self._subscriptions: list[Subscription] = []
 
     async def start(self) -> None:
@@ -81,5 +120,7 @@ class Observer:
             await subscription.cancel()
 
     async def _handle(self, delivery: Delivery) -> None:
-        self.tally.arrive(delivery)
+        arrived = self.tally.arrive(delivery)
         await delivery.ack()
+        if self._listener is not None:
+            self._listener(delivery, arrived)

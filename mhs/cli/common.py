@@ -1,0 +1,80 @@
+"""What the ``mhs`` subcommands share: settings from flags, the directory, running a
+coroutine, the shared options, progress bars and the error console."""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+import uvloop
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from mhs.directory import Directory, TopologyError, generate_topology, load_topology
+from mhs.settings import Settings
+
+T = TypeVar("T")
+err = Console(stderr=True)
+
+BrokerOpt = Annotated[
+    str | None,
+    typer.Option("--broker", help="amqp://user:pass@host:5672/ (MHS_BROKER_URL); unset: embedded"),
+]
+TopologyOpt = Annotated[
+    Path | None,
+    typer.Option("--topology", help="topology file, YAML or JSON (MHS_TOPOLOGY); unset: packaged"),
+]
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to the end on uvloop."""
+    return uvloop.run(coro)
+
+
+def settings_from(**flags: Any) -> Settings:
+    """The settings: MHS_* environment, overridden by the flags given (None: not given).
+    A bad value ends the command with one line per problem and exit code 2."""
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        for item in error.errors(include_url=False):
+            name = ".".join(str(p) for p in item["loc"])
+            err.print(
+                f"[red]configuration error[/red]: MHS_{name.upper()} / --{name}: {item['msg']}"
+            )
+        raise typer.Exit(2) from None
+
+
+def directory_for(settings: Settings, instances: int | None = None) -> Directory:
+    """The topology file's directory, or a generated one of ``instances`` hosted instances.
+    A bad file ends the command with the loader's message and exit code 2."""
+    if instances is not None:
+        if settings.topology is not None:
+            err.print("[red]--instances and --topology cannot be used together[/red]")
+            raise typer.Exit(2)
+        return Directory(
+            generate_topology(hosted=instances, remote=max(2, instances // 4)),
+            source=f"<generated: {instances} hosted instances>",
+        )
+    try:
+        return load_topology(settings.topology)
+    except TopologyError as error:
+        err.print(f"[red]topology error[/red]\n{error}")
+        raise typer.Exit(2) from None
+
+
+def progress_bar(*, transient: bool, disable: bool = False) -> Progress:
+    """A progress bar on stderr: each task's description, bar, count and time."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=disable,
+        transient=transient,
+    )

@@ -1,0 +1,69 @@
+"""``mhs topology``: the effective topology, as a table or JSON."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mhs.cli.common import TopologyOpt, directory_for, settings_from
+
+
+def topology(
+    topology: TopologyOpt = None,
+    instances: Annotated[
+        int | None, typer.Option(help="generate this many hosted instances", min=2)
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
+) -> None:
+    """Print the effective topology: instances, agreements and interactions."""
+    settings = settings_from(topology=topology)
+    directory = directory_for(settings, instances)
+    data: dict[str, Any] = {
+        "source": directory.source,
+        "instances": [
+            {
+                "name": p.name,
+                "ods_code": p.ods_code,
+                "asid": p.asid,
+                "party_key": p.party_key,
+                "cpa_id": p.cpa_id,
+                "mhs": p.mhs,
+                "hosted": p.hosted,
+                "endpoint": p.endpoint,
+                "credential": directory.credential_for(p.asid),
+                "interactions": sorted(p.interactions),
+            }
+            for p in directory.parties
+        ],
+        "agreements": directory.agreement_pairs(),
+        "interactions": [
+            {"id": key, **value.model_dump(mode="json")}
+            for key, value in directory.interactions.items()
+        ],
+    }
+    if json_output:
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    table = Table(title=f"Topology {directory.source}")
+    for column in ("mhs", "name", "ODS", "ASID", "party key", "interactions"):
+        table.add_column(column)
+    for party in directory.parties:
+        table.add_row(
+            party.mhs + (" (hosted)" if party.hosted else ""),
+            party.name,
+            party.ods_code,
+            party.asid,
+            party.party_key,
+            str(len(party.interactions)),
+        )
+    out = Console()
+    out.print(table)
+    out.print(
+        f"{len(data['agreements'])} agreeing pairs; interactions: "
+        + ", ".join(i["id"] for i in data["interactions"])
+    )
