@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ import aiohttp
 
 from mhs.broker.factory import create_broker
 from mhs.chaos.cluster import EXHAUSTING, EXPIRING, ChaosCluster, ChaosConfig
+from mhs.chaos.summary import observed, succeeded, summarise
 from mhs.chaos.tap import TapFaults
 from mhs.directory import Directory, Party
 from mhs.simulate.plan import Planned, plan_traffic
@@ -270,63 +271,6 @@ class Run:
         self.log(f"  inbound back after {time.monotonic() - down:.1f}s")
 
 
-def summarise(message_ids: Iterable[str], tally: Tally, expected: dict[str, str]) -> dict[str, Any]:
-    """Counts over ``message_ids``: how each accepted one ended, and what went wrong."""
-    counts: Counter[str] = Counter()
-    for message_id in message_ids:
-        if message_id not in tally.accepted:
-            counts["not_accepted"] += 1
-            counts["arrived_though_not_accepted"] += int(message_id in tally.arrivals)
-            continue
-        counts["accepted"] += 1
-        arrivals = tally.arrivals[message_id]
-        notices = tally.notices.get(message_id, [])
-        if arrivals:
-            ending = "delivered"
-            counts["duplicates"] += int(arrivals > 1)
-            counts["delivered_and_notified"] += int(bool(notices))
-        elif notices:
-            ending = notices[0]
-            counts["duplicate_notices"] += int(len(notices) > 1)
-        else:
-            ending = "lost"
-        counts[ending] += 1
-        counts["unexpected_outcomes"] += int(ending not in ("lost", expected.get(message_id)))
-    keys = ("accepted", "delivered", "rejected", "dead-lettered", "expired", "lost",
-            "duplicates", "not_accepted", "unexpected_outcomes", "delivered_and_notified",
-            "duplicate_notices", "arrived_though_not_accepted")  # fmt: skip
-    return {key.replace("-", "_"): counts[key] for key in keys}
-
-
-def observed(cluster: ChaosCluster) -> dict[str, Any]:
-    """What the roles' logs say they did about the faults."""
-    proxy = Counter(
-        f"{e.get('kind')}-{e.get('status') if e.get('kind') == 'http-status' else e.get('code')}"
-        if e.get("kind") in ("http-status", "soap-fault")
-        else str(e.get("kind"))
-        for e in cluster.log_events("spine-proxy")
-        if e.get("event") == "proxy.fault_injected"
-    )
-    workers = Counter(str(e.get("event")) for e in cluster.log_events("worker"))
-    delayed = sum(
-        1
-        for e in cluster.log_events("worker")
-        if e.get("event") == "delivery.retry_scheduled" and e.get("queue")
-    )
-    inbound = Counter(str(e.get("event")) for e in cluster.log_events("inbound"))
-    return {
-        "proxy_faults_injected": dict(proxy),
-        "deliveries_resumed_after_a_crash_or_lost_link": workers["delivery.resumed"],
-        "retries_in_worker": workers["delivery.retry_scheduled"] - delayed,
-        "retries_through_delay_queues": delayed,
-        "duplicates_dropped_at_inbound": inbound["inbound.duplicate_dropped"],
-        "copies_told_to_retry_while_another_was_publishing": inbound[
-            "inbound.duplicate_in_progress"
-        ],
-        "claims_not_settled": inbound["inbound.claim_not_settled"],
-    }
-
-
 async def chaos(
     config: ChaosConfig, options: ChaosOptions, log: Log = lambda _: None
 ) -> dict[str, Any]:
@@ -353,17 +297,7 @@ async def chaos(
         await observer.start()
         log(f"starting the roles (logs in {config.workdir})")
         await cluster.start()
-        async with aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=options.concurrency),
-            timeout=aiohttp.ClientTimeout(total=30),
-        ) as session:
-            sender = Sender(session, cluster.outbound_url, directory, tally)
-            run = Run(cluster, options, tally, sender, log)
-            share = len(planned) // len(options.phases)
-            for index, name in enumerate(options.phases):
-                last = index == len(options.phases) - 1
-                chunk = planned[index * share : None if last else (index + 1) * share]
-                phases.append(await run.phase(name, chunk))
+        run, sender = await _phases(cluster, options, tally, planned, phases=phases, log=log)
         # Late copies would show here as duplicates: give them a moment to arrive.
         await asyncio.sleep(1.0)
         dead_letter_depth = await observer_broker.queue_depth(cluster.settings.dead_letter_queue)
@@ -376,6 +310,23 @@ async def chaos(
             await cluster.remove_traces(observer_broker)
         await observer_broker.stop()
     summary = summarise((p.message_id for p in planned), tally, run.expected)
+    summary.update(
+        messages=len(planned),
+        injected=_injected(run, cluster, options),
+        observed=observed(cluster),
+        sending=dict(sender.counts),
+        dead_letter_queue=dead_letter_depth,
+        graceful_exit_codes=exit_codes,
+        phases=phases,
+        elapsed_s=round(time.monotonic() - started, 1),
+        logs=str(config.workdir),
+    )
+    summary["ok"] = succeeded(summary)
+    return summary
+
+
+def _injected(run: Run, cluster: ChaosCluster, options: ChaosOptions) -> dict[str, Any]:
+    """The faults the run injected: its own, the tap's and the proxy's rules."""
     injected: dict[str, Any] = dict(run.injected)
     injected.update(
         {
@@ -390,27 +341,29 @@ async def chaos(
         ),
         outage_s=run.outage_s(),
     )
-    summary.update(
-        messages=len(planned),
-        injected=injected,
-        observed=observed(cluster),
-        sending=dict(sender.counts),
-        dead_letter_queue=dead_letter_depth,
-        graceful_exit_codes=exit_codes,
-        phases=phases,
-        elapsed_s=round(time.monotonic() - started, 1),
-        logs=str(config.workdir),
-    )
-    summary["ok"] = succeeded(summary)
-    return summary
+    return injected
 
 
-def succeeded(summary: dict[str, Any]) -> bool:
-    """Nothing lost, nothing delivered twice, every accepted message accounted for."""
-    ended = sum(summary[k] for k in ("delivered", "rejected", "dead_lettered", "expired"))
-    return bool(
-        summary["lost"] == 0
-        and summary["duplicates"] == 0
-        and summary["accepted"] == ended
-        and summary["not_accepted"] == 0
-    )
+async def _phases(
+    cluster: ChaosCluster,
+    options: ChaosOptions,
+    tally: Tally,
+    planned: list[Planned],
+    *,
+    phases: list[dict[str, Any]],
+    log: Log,
+) -> tuple[Run, Sender]:
+    """Send an equal share of ``planned`` through each phase in turn, appending each
+    phase's counts to ``phases``."""
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=options.concurrency),
+        timeout=aiohttp.ClientTimeout(total=30),
+    ) as session:
+        sender = Sender(session, cluster.outbound_url, cluster.directory, tally)
+        run = Run(cluster, options, tally, sender, log)
+        share = len(planned) // len(options.phases)
+        for index, name in enumerate(options.phases):
+            last = index == len(options.phases) - 1
+            chunk = planned[index * share : None if last else (index + 1) * share]
+            phases.append(await run.phase(name, chunk))
+    return run, sender

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mhs.broker.users import BrokerUsersError, Via, choose_applier, plan_users
+from mhs.broker.users import BrokerUsersError, InstanceUser, Via, choose_applier, plan_users
 from mhs.cli.common import directory_for, err, settings_from
 
 app = typer.Typer(
@@ -65,6 +65,10 @@ def broker_users(
             err.print(f"[red]broker users[/red]: {error}")
             raise typer.Exit(1) from None
         done = f"{'applied' if apply else 'removed'} via {applier.name}"
+    _show(done, users, json_output=json_output)
+
+
+def _show(done: str, users: list[InstanceUser], *, json_output: bool) -> None:
     rows = [
         {
             "user": u.username,
