@@ -16,22 +16,19 @@ from typing import Any
 import orjson
 
 from mhs.broker import Broker, BrokerError, Delivery, HeaderValue, QueuedMessage
+from mhs.messages.copies import carried_headers, onward
 from mhs.messages.queues import declare_outbound
-from mhs.reliability.notices import (
+from mhs.reliability.headers import (
     ACCEPTED_AT,
-    DEAD_LETTERED_AT,
-    OUTCOME,
-    REASON,
-    REPLAYS,
-    carried_headers,
-    onward,
-)
-from mhs.reliability.policy import (
     ATTEMPTS,
+    DEAD_LETTERED_AT,
     FIRST_ATTEMPT_AT,
     LAST_ATTEMPT_AT,
     LAST_ERROR,
+    OUTCOME,
+    REASON,
     REPLAYED_AT,
+    REPLAYS,
     header_number,
     header_time,
     time_header,

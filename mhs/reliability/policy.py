@@ -1,17 +1,17 @@
-"""Reliable messaging rules: how many attempts, which answers are worth retrying, and what
-to do after a failure (retry here, wait in a delay queue, or give up)."""
+"""Reliable messaging rules: how many attempts, which answers are worth retrying, and one
+decision for each step of a message: send it, acknowledge it, retry it (here, or in a delay
+queue), or give up (dead-letter it and tell its sender)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import dataclass
+from typing import Literal, overload
 
 import orjson
 
-from mhs.broker import HeaderValue
 from mhs.directory import Reliability
-from mhs.ebxml import SpineReply, classify_reply
+from mhs.ebxml import ErrorDetail, SpineReply, classify_reply
+from mhs.reliability.headers import Progress
 from mhs.settings import RetryCountMode
 from mhs.ssp.outcome import outcome_token
 
@@ -66,99 +66,20 @@ def judge_response(status: int, content_type: str | None, body: bytes) -> Outcom
     return Outcome("transient", f"HTTP {status}", reply)
 
 
-# How far a message has got travels in its own headers, so a worker that dies takes
-# nothing with it. RabbitMQ's own headers (x-death, x-delivery-count, ...) start with x-
-# too; ours with x-mhs-. Times are epoch milliseconds: AMQP floats have 32 bits.
-ATTEMPTS = "x-mhs-attempts"
-FIRST_ATTEMPT_AT = "x-mhs-first-attempt-at-ms"
-LAST_ATTEMPT_AT = "x-mhs-last-attempt-at-ms"
-LAST_ERROR = "x-mhs-last-error"
-REPLAYED_AT = "x-mhs-replayed-at-ms"
-MAX_ERROR_CHARS = 500
-
-
-def header_number(value: HeaderValue) -> float | None:
-    """A numeric header's value (None if absent or not a number)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def header_time(value: HeaderValue) -> float | None:
-    """Epoch seconds from an epoch-milliseconds header."""
-    ms = header_number(value)
-    return None if ms is None else ms / 1000
-
-
-def time_header(epoch_s: float) -> int:
-    """Epoch seconds as the epoch milliseconds a header carries."""
-    return round(epoch_s * 1000)
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send the message now."""
 
 
 @dataclass(frozen=True, slots=True)
-class Progress:
-    """A queued message's attempts so far, read from its headers.
-
-    A delivery the broker hands out again (a worker died or lost its link while holding
-    it) counts as one more attempt: one may have been in flight.
-    """
-
-    attempts: int = 0
-    first_attempt_at: float | None = None
-    last_attempt_at: float | None = None
-    last_error: str | None = None
-    replayed_at: float | None = None
-    resumed: bool = False
-
-    @classmethod
-    def of(cls, headers: Mapping[str, HeaderValue], *, redelivered: bool) -> Progress:
-        recorded = header_number(headers.get(ATTEMPTS))
-        returned = header_number(headers.get("x-delivery-count")) or 0
-        in_flight = max(int(returned), 1 if redelivered else 0)
-        error = headers.get(LAST_ERROR)
-        return cls(
-            attempts=max(0, int(recorded or 0)) + in_flight,
-            first_attempt_at=header_time(headers.get(FIRST_ATTEMPT_AT)),
-            last_attempt_at=header_time(headers.get(LAST_ATTEMPT_AT)),
-            last_error=str(error) if error is not None else None,
-            replayed_at=header_time(headers.get(REPLAYED_AT)),
-            resumed=in_flight > 0,
-        )
-
-    def after(self, attempts: int, *, first_at: float, last_at: float, error: str) -> Progress:
-        """This progress after ``attempts`` more failed attempts, made from ``first_at`` to
-        ``last_at``."""
-        return replace(
-            self,
-            attempts=self.attempts + attempts,
-            first_attempt_at=self.first_attempt_at or first_at,
-            last_attempt_at=last_at,
-            last_error=error[:MAX_ERROR_CHARS],
-            resumed=False,
-        )
-
-    def window_start(self, accepted_at: float) -> float:
-        """When the persist duration started: acceptance, or the last replay from the
-        dead-letter queue."""
-        return max(accepted_at, self.replayed_at or 0.0)
-
-    def headers(self) -> dict[str, HeaderValue]:
-        """The headers that carry this progress to the next queue."""
-        times = {
-            FIRST_ATTEMPT_AT: self.first_attempt_at,
-            LAST_ATTEMPT_AT: self.last_attempt_at,
-            REPLAYED_AT: self.replayed_at,
-        }
-        headers: dict[str, HeaderValue] = {ATTEMPTS: self.attempts}
-        headers |= {k: time_header(v) for k, v in times.items() if v is not None}
-        if self.last_error is not None:
-            headers[LAST_ERROR] = self.last_error
-        return headers
+class Delivered:
+    """The proxy accepted it: acknowledge it on its queue."""
 
 
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """Send again after ``wait_s``: in the worker if the wait is short, else in a delay queue."""
+    """Send again after ``wait_s``: here in the worker if the wait is short, else this copy
+    waits in a delay queue, carrying its progress."""
 
     wait_s: float
     in_process: bool
@@ -170,10 +91,16 @@ class Retry:
 
 @dataclass(frozen=True, slots=True)
 class GiveUp:
-    """Stop: dead-letter the message and tell its sender."""
+    """Stop: dead-letter the message and tell its sender why (Spine's errors, if it sent
+    any)."""
 
-    outcome: Literal["dead-lettered", "expired"]
+    outcome: Literal["rejected", "dead-lettered", "expired"]
     reason: str
+    errors: tuple[ErrorDetail, ...] = ()
+
+
+Settlement = Delivered | Retry | GiveUp
+Decision = Send | Settlement
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,18 +126,40 @@ class RetryPolicy:
     def deadline(self, progress: Progress, accepted_at: float) -> float:
         return progress.window_start(accepted_at) + self.persist_s
 
-    def on_arrival(self, progress: Progress, *, accepted_at: float, now: float) -> GiveUp | None:
-        """Whether a message taken from the queue may be sent at all."""
+    @overload
+    def decide(
+        self, progress: Progress, *, accepted_at: float, now: float, last: None = None
+    ) -> Send | GiveUp: ...
+
+    @overload
+    def decide(
+        self, progress: Progress, *, accepted_at: float, now: float, last: Outcome
+    ) -> Settlement: ...
+
+    def decide(
+        self, progress: Progress, *, accepted_at: float, now: float, last: Outcome | None = None
+    ) -> Decision:
+        """What to do with a message: as it arrives from its queue (no ``last`` attempt
+        yet), and after each attempt (``progress`` counting it)."""
+        if last is None:
+            return self._on_arrival(progress, accepted_at=accepted_at, now=now)
+        if last.verdict == "accepted":
+            return Delivered()
+        if last.verdict == "permanent":
+            errors = tuple(last.reply.errors) if last.reply else ()
+            return GiveUp("rejected", last.reason, errors)
+        return self._after_failure(progress, accepted_at=accepted_at, now=now)
+
+    def _on_arrival(self, progress: Progress, *, accepted_at: float, now: float) -> Send | GiveUp:
         if now >= self.deadline(progress, accepted_at):
             return GiveUp("expired", self._why("persist duration passed", progress))
         if progress.attempts >= self.max_attempts:
             return GiveUp("dead-lettered", self._why("retries exhausted", progress))
-        return None
+        return Send()
 
-    def after_failure(
+    def _after_failure(
         self, progress: Progress, *, accepted_at: float, now: float
     ) -> Retry | GiveUp:
-        """What follows a transient failure; ``progress`` already counts it."""
         if progress.attempts >= self.max_attempts:
             return GiveUp("dead-lettered", self._why("retries exhausted", progress))
         if now + self.interval_s >= self.deadline(progress, accepted_at):

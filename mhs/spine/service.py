@@ -12,23 +12,13 @@ acknowledgement: the simulator holds no care records to return.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 from mhs.directory import Interaction, Party
-from mhs.ebxml import ACTOR_TO_PARTY_MSH, ASID_ROOT, MessageHeader, build_request, timestamp_now
+from mhs.ebxml import ASID_ROOT, MessageHeader
+from mhs.spine.requests import Route, SpineRequest, ebxml_request
 
 _HL7_VERSION = "3NPfIT7.2.02"
 _INTERACTION_ROOT = "2.16.840.1.113883.2.1.3.2.4.12"
-
-
-@dataclass(frozen=True, slots=True)
-class SpineReply:
-    """Spine's reply, ready to POST to the sender's MHS (less the per-attempt headers)."""
-
-    message_id: str
-    interaction_id: str
-    body: bytes
-    headers: dict[str, str]
 
 
 def _device(type_code: str, asid: str) -> str:
@@ -72,41 +62,18 @@ def spine_reply(
     message_id: str,
     spine: Party,
     sender: Party,
-) -> SpineReply:
+) -> SpineRequest:
     """Spine's reply ``action`` to ``request``, from ``spine`` to ``sender``."""
-    reliability = interaction.reliability
-    reliable = reliability.ack_requested == "always"
-    header = MessageHeader(
-        from_party_id=spine.party_key,
-        to_party_id=sender.party_key,
-        cpa_id=sender.cpa_id,
-        conversation_id=request.conversation_id,
-        service=interaction.service,
-        action=action,
-        message_id=message_id,
-        timestamp=timestamp_now(),
-        ref_to_message_id=request.message_id,
-        duplicate_elimination=reliability.duplicate_elimination == "always",
-        ack_requested=reliable,
-        ack_actor=ACTOR_TO_PARTY_MSH if reliable else None,
-        sync_reply=reliability.sync_reply_mode == "MSHSignalsOnly",
-    )
     payload = reply_payload(
         action, message_id=message_id, request_id=request.message_id, spine=spine, sender=sender
     )
-    body, content_type = build_request(header, payload)
-    return SpineReply(
+    route = Route(spine.party_key, sender.party_key, sender.cpa_id, spine.asid, sender.asid)
+    return ebxml_request(
+        interaction,
+        action,
+        route,
         message_id=message_id,
-        interaction_id=action,
-        body=body,
-        headers={
-            "Content-Type": content_type,
-            "SOAPAction": f"{interaction.service}/{action}",
-            "Ssp-From": spine.asid,
-            "Ssp-To": sender.asid,
-            "Ssp-InteractionID": action,
-            "Message-Id": message_id,
-            "Correlation-Id": request.conversation_id,
-            "Interaction-Id": action,
-        },
+        conversation_id=request.conversation_id,
+        payload=payload,
+        ref_to_message_id=request.message_id,
     )

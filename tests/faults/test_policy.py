@@ -9,8 +9,17 @@ import pytest
 from mhs.broker import HeaderValue
 from mhs.directory import Reliability
 from mhs.ebxml import ErrorDetail, build_soap_fault
-from mhs.reliability.notices import carried_headers
-from mhs.reliability.policy import GiveUp, Progress, Retry, RetryPolicy, judge_response
+from mhs.messages.copies import carried_headers
+from mhs.reliability.headers import Progress
+from mhs.reliability.policy import (
+    Delivered,
+    GiveUp,
+    Outcome,
+    Retry,
+    RetryPolicy,
+    Send,
+    judge_response,
+)
 
 
 def reliability(retries: int = 2, interval_s: float = 0.2, persist_s: float = 300) -> Reliability:
@@ -84,12 +93,26 @@ def test_progress_travels_in_headers() -> None:
     )
 
 
+FAILED = Outcome("transient", "HTTP 503")
+
+
+def test_an_attempt_s_verdict_decides_what_follows() -> None:
+    policy = RetryPolicy.of(reliability(retries=2), "retries", in_process_max_s=1.0)
+    progress = Progress(attempts=1)
+    assert policy.decide(progress, accepted_at=0, now=1, last=Outcome("accepted", "HTTP 202")) == (
+        Delivered()
+    )
+    refused = policy.decide(progress, accepted_at=0, now=1, last=Outcome("permanent", "HTTP 403"))
+    assert refused == GiveUp("rejected", "HTTP 403")
+    assert isinstance(policy.decide(progress, accepted_at=0, now=1, last=FAILED), Retry)
+
+
 def test_short_waits_retry_in_the_worker_and_long_ones_in_a_delay_queue() -> None:
     short = RetryPolicy.of(reliability(interval_s=0.2), "retries", in_process_max_s=1.0)
     long = RetryPolicy.of(reliability(interval_s=1.5), "retries", in_process_max_s=1.0)
     progress = Progress(attempts=1)
-    assert short.after_failure(progress, accepted_at=0, now=10) == Retry(0.2, in_process=True)
-    step = long.after_failure(progress, accepted_at=0, now=10)
+    assert short.decide(progress, accepted_at=0, now=10, last=FAILED) == Retry(0.2, in_process=True)
+    step = long.decide(progress, accepted_at=0, now=10, last=FAILED)
     assert step == Retry(1.5, in_process=False)
     assert isinstance(step, Retry)
     assert step.delay_ms == 1500
@@ -99,10 +122,10 @@ def test_short_waits_retry_in_the_worker_and_long_ones_in_a_delay_queue() -> Non
 def test_the_retry_count_means_what_the_mode_says(mode: str, sends: int) -> None:
     policy = RetryPolicy.of(reliability(retries=2), mode, in_process_max_s=1.0)  # type: ignore[arg-type]
     assert isinstance(
-        policy.after_failure(Progress(attempts=sends - 1), accepted_at=0, now=1), Retry
+        policy.decide(Progress(attempts=sends - 1), accepted_at=0, now=1, last=FAILED), Retry
     )
-    step = policy.after_failure(
-        Progress(attempts=sends, last_error="HTTP 503"), accepted_at=0, now=1
+    step = policy.decide(
+        Progress(attempts=sends, last_error="HTTP 503"), accepted_at=0, now=1, last=FAILED
     )
     assert step == GiveUp("dead-lettered", f"retries exhausted after {sends} attempts: HTTP 503")
 
@@ -110,8 +133,8 @@ def test_the_retry_count_means_what_the_mode_says(mode: str, sends: int) -> None
 def test_a_message_expires_when_its_next_retry_would_come_too_late() -> None:
     policy = RetryPolicy.of(reliability(retries=50, interval_s=2, persist_s=10), "retries", 1.0)
     progress = Progress(attempts=4, last_error="HTTP 500")
-    assert isinstance(policy.after_failure(progress, accepted_at=100, now=107.9), Retry)
-    step = policy.after_failure(progress, accepted_at=100, now=108)
+    assert isinstance(policy.decide(progress, accepted_at=100, now=107.9, last=FAILED), Retry)
+    step = policy.decide(progress, accepted_at=100, now=108, last=FAILED)
     assert isinstance(step, GiveUp)
     assert step.outcome == "expired"
     assert step.reason.endswith("after 4 attempts: HTTP 500")
@@ -119,16 +142,16 @@ def test_a_message_expires_when_its_next_retry_would_come_too_late() -> None:
 
 def test_on_arrival_a_message_past_its_time_or_its_attempts_is_not_sent() -> None:
     policy = RetryPolicy.of(reliability(retries=2, persist_s=60), "retries", 1.0)
-    assert policy.on_arrival(Progress(attempts=2), accepted_at=100, now=150) is None
-    late = policy.on_arrival(Progress(), accepted_at=100, now=160)
+    assert policy.decide(Progress(attempts=2), accepted_at=100, now=150) == Send()
+    late = policy.decide(Progress(), accepted_at=100, now=160)
     assert late == GiveUp("expired", "persist duration passed after 0 attempts: never sent")
-    crashed = policy.on_arrival(Progress(attempts=3, resumed=True), accepted_at=100, now=110)
+    crashed = policy.decide(Progress(attempts=3, resumed=True), accepted_at=100, now=110)
     assert crashed == GiveUp(
         "dead-lettered", "retries exhausted after 3 attempts: a worker stopped mid-attempt"
     )
     # A replay from the dead-letter queue starts the persist duration again.
     replayed = Progress(replayed_at=1000.0)
-    assert policy.on_arrival(replayed, accepted_at=100, now=1050) is None
+    assert policy.decide(replayed, accepted_at=100, now=1050) == Send()
 
 
 def test_only_our_own_headers_travel_on() -> None:

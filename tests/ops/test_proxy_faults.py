@@ -13,7 +13,7 @@ from mhs.ebxml import classify_reply
 from mhs.ids import new_id
 from mhs.messages.records import OutboundRecord
 from mhs.observe.events import Event
-from mhs.reliability.notices import spine_request
+from mhs.spine.requests import spine_request
 from tests.roles.conftest import HL7, Harness
 
 pytestmark = pytest.mark.rabbitmq

@@ -22,7 +22,7 @@ from mhs.ebxml.safexml import parse_xml
 from mhs.gpconnect.fhir import NS_FHIR
 from mhs.ids import new_id
 from mhs.messages.records import OutboundRecord
-from mhs.reliability.notices import spine_request
+from mhs.spine.requests import spine_request
 from mhs.runner import Cluster
 from mhs.settings import Settings
 from mhs.ssp.consumer_jwt import consumer_jwt

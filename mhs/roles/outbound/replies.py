@@ -27,11 +27,11 @@ from aiohttp import web
 
 from mhs.broker import Broker, BrokerError, Delivery, Subscription
 from mhs.ids import is_asid
+from mhs.messages.copies import carried_headers, onward
 from mhs.messages.records import OutboundRecord
 from mhs.messages.sync_async import ReplyTimings, reply_payload, waiting_name
 from mhs.observe.events import Event
 from mhs.observe.logger import Logger
-from mhs.reliability.notices import carried_headers, onward
 from mhs.roles.common import BROKER, LOG, READINESS, SETTINGS, text_error
 from mhs.roles.outbound.status import STATE
 from mhs.settings import Settings

@@ -16,32 +16,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from mhs.directory import Interaction, Party
 from mhs.ebxml import MessageHeader, build_acknowledgment, timestamp_now
 from mhs.ids import new_id
 from mhs.observe.events import Event
-from mhs.reliability.policy import judge_response
 from mhs.roles.common import DIRECTORY, LOG, SETTINGS
+from mhs.roles.http.send import send_judged
 from mhs.roles.spine_proxy.faults import FAULTS, hold_seconds, log_decision
-from mhs.spine.service import SpineReply, spine_reply
+from mhs.spine.requests import SpineRequest
+from mhs.spine.service import spine_reply
 
 REPLIES = web.AppKey("spine_replies", set[asyncio.Task[None]])
-
-
-class _NotTaken(Exception):
-    """The sender's MHS did not take the reply this time (worth another try)."""
-
-    def __init__(self, reason: str, status: int | None = None) -> None:
-        super().__init__(reason)
-        self.status = status
 
 
 def install_spine(app: web.Application) -> None:
@@ -88,7 +79,7 @@ async def answer_as_spine(
 class _Outgoing:
     """One reply of Spine's on its way: what it is, where it goes, what its log lines say."""
 
-    reply: SpineReply
+    reply: SpineRequest
     interaction: Interaction
     url: str
     fields: dict[str, str | None]
@@ -158,47 +149,25 @@ async def _copies_after_faults(app: web.Application, outgoing: _Outgoing) -> int
 async def _post(app: web.Application, session: aiohttp.ClientSession, outgoing: _Outgoing) -> None:
     """POST the reply, retrying as its interaction's reliability says."""
     reliability = outgoing.interaction.reliability
-    retrying = AsyncRetrying(
-        stop=stop_after_attempt(reliability.retries + 1),
-        wait=wait_fixed(reliability.retry_interval.total_seconds()),
-        retry=retry_if_exception_type(_NotTaken),
-        reraise=True,
-    )
-    fields = outgoing.fields
-    attempt = 0
+    interval_s = reliability.retry_interval.total_seconds()
     started = time.perf_counter()
-    try:
-        async for trying in retrying:
-            with trying:
-                attempt = trying.retry_state.attempt_number
-                status, reason = await _post_once(session, outgoing, attempt)
-    except _NotTaken as error:
-        status, reason = error.status, str(error)
+    reply = outgoing.reply
+    last = await send_judged(
+        session,
+        outgoing.url,
+        reply.body,
+        reply.headers,
+        first=1,
+        next_wait=lambda attempt: interval_s if attempt.number <= reliability.retries else None,
+    )
+    sent = last.outcome.verdict == "accepted"
     app[LOG].info(
         Event.PROXY_REPLY_SENT,
-        outcome="sent" if not reason else "failed",
-        status=status,
-        attempt=attempt,
-        reason=reason or None,
+        outcome="sent" if sent else "failed",
+        status=last.status,
+        attempt=last.number,
+        reason=None if sent else last.outcome.reason,
         endpoint=outgoing.url,
         duration_ms=round((time.perf_counter() - started) * 1000, 3),
-        **fields,
+        **outgoing.fields,
     )
-
-
-async def _post_once(
-    session: aiohttp.ClientSession, outgoing: _Outgoing, attempt: int
-) -> tuple[int | None, str]:
-    """One POST: its status and, if the reply was refused for good, why."""
-    reply = outgoing.reply
-    headers = {**reply.headers, "Ssp-TraceID": str(uuid.uuid4()), "Mhs-Attempt": str(attempt)}
-    try:
-        async with session.post(outgoing.url, data=reply.body, headers=headers) as response:
-            body = await response.read()
-            outcome = judge_response(response.status, response.content_type, body)
-            status: int | None = response.status
-    except (aiohttp.ClientError, TimeoutError) as error:
-        raise _NotTaken(f"{type(error).__name__}: {error}") from error
-    if outcome.verdict == "transient":
-        raise _NotTaken(outcome.reason, status)
-    return status, "" if outcome.verdict == "accepted" else outcome.reason
