@@ -22,9 +22,9 @@ from mhs.ebxml.safexml import parse_xml
 from mhs.gpconnect.fhir import NS_FHIR
 from mhs.ids import new_id
 from mhs.messages.records import OutboundRecord
-from mhs.spine.requests import spine_request
 from mhs.runner import Cluster
 from mhs.settings import Settings
+from mhs.spine.requests import spine_request
 from mhs.ssp.consumer_jwt import consumer_jwt
 
 METADATA = "urn:nhs:names:services:gpconnect:fhir:rest:read:metadata-1"
