@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
+from yarl import URL
 
 # RFC 9110 §7.6.1: these describe one connection, not the message.
 HOP_BY_HOP = frozenset(
@@ -30,6 +32,23 @@ def forwarded_headers(
 ) -> CIMultiDict[str]:
     """``headers`` without the ``dropped`` ones (lower-case names)."""
     return CIMultiDict((name, value) for name, value in headers if name.lower() not in dropped)
+
+
+@asynccontextmanager
+async def upstream(
+    session: aiohttp.ClientSession,
+    request: web.Request,
+    url: str,
+    body: bytes,
+    headers: CIMultiDict[str],
+) -> AsyncIterator[aiohttp.ClientResponse]:
+    """``request`` passed on to ``url`` as it came: its method, body and (already filtered)
+    headers, the URL's encoding kept, redirects left to the caller."""
+    async with session.request(
+        request.method, URL(url, encoded=True), data=body or None, headers=headers,
+        allow_redirects=False,
+    ) as answer:  # fmt: skip
+        yield answer
 
 
 def relayed_response(

@@ -20,7 +20,6 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
-from yarl import URL
 
 from mhs.directory import Party
 from mhs.directory.model import ODS_PATTERN
@@ -31,7 +30,13 @@ from mhs.roles.common import DIRECTORY, LOG, SETTINGS
 from mhs.roles.http.client import client_session
 from mhs.roles.http.fhir import refused
 from mhs.roles.http.limits import TooLarge, read_capped
-from mhs.roles.http.relay import HOP_BY_HOP, forwarded_headers, relayed_response, stream_body
+from mhs.roles.http.relay import (
+    HOP_BY_HOP,
+    forwarded_headers,
+    relayed_response,
+    stream_body,
+    upstream,
+)
 from mhs.ssp import JwtRefused, Refusal
 from mhs.ssp.jwt_claims import (
     ODS_SYSTEM,
@@ -244,15 +249,9 @@ async def _send(
     response: web.StreamResponse | None = None
     proxy = request.app[SETTINGS].spine_proxy_url
     try:
-        async with request.app[PROXY_SESSION].request(
-            request.method,
-            URL(url, encoded=True),
-            data=body or None,
-            headers=headers,
-            allow_redirects=False,
-        ) as upstream:
-            response = relayed_response(upstream, _NOT_FORWARDED)
-            await stream_body(request, upstream, response)
+        async with upstream(request.app[PROXY_SESSION], request, url, body, headers) as answer:
+            response = relayed_response(answer, _NOT_FORWARDED)
+            await stream_body(request, answer, response)
     except (TimeoutError, aiohttp.ClientError) as error:
         if response is None:
             refusal = (

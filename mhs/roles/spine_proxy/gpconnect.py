@@ -12,13 +12,12 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
-from yarl import URL
 
 from mhs.observe.events import Event
 from mhs.roles.common import LOG, SETTINGS
 from mhs.roles.http.client import client_session
 from mhs.roles.http.limits import TooLarge, read_capped
-from mhs.roles.http.relay import forwarded_headers, relayed_response, stream_body
+from mhs.roles.http.relay import forwarded_headers, relayed_response, stream_body, upstream
 from mhs.roles.spine_proxy.checking import check, refuse, ssp_request
 from mhs.ssp import FhirCall, Refusal
 from mhs.ssp.jwt_claims import JwtRefused, bearer_token, decode_unsigned, requesting_ods
@@ -85,16 +84,10 @@ async def _pass_on(
     started = time.perf_counter()
     response: web.StreamResponse | None = None
     try:
-        async with app[PROVIDER_SESSION].request(
-            request.method,
-            URL(url, encoded=True),
-            data=body or None,
-            headers=outgoing,
-            allow_redirects=False,
-        ) as upstream:
-            response = relayed_response(upstream)
+        async with upstream(app[PROVIDER_SESSION], request, url, body, outgoing) as answer:
+            response = relayed_response(answer)
             response.headers.setdefault("Cache-Control", "no-store")
-            await stream_body(request, upstream, response)
+            await stream_body(request, answer, response)
     except (TimeoutError, aiohttp.ClientError) as error:
         if response is None:
             if isinstance(error, TimeoutError):
