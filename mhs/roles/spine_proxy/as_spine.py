@@ -151,7 +151,7 @@ async def _post(app: web.Application, session: aiohttp.ClientSession, outgoing: 
     reliability = outgoing.interaction.reliability
     interval_s = reliability.retry_interval.total_seconds()
     started = time.perf_counter()
-    reply = outgoing.reply
+    reply, fields = outgoing.reply, outgoing.fields
     last = await send_judged(
         session,
         outgoing.url,
@@ -169,5 +169,5 @@ async def _post(app: web.Application, session: aiohttp.ClientSession, outgoing: 
         reason=None if sent else last.outcome.reason,
         endpoint=outgoing.url,
         duration_ms=round((time.perf_counter() - started) * 1000, 3),
-        **outgoing.fields,
+        **fields,
     )
