@@ -1,9 +1,11 @@
 """Sending an ebXML request and judging the answer, again while the caller's rules allow:
 what the delivery workers and the Spine proxy (sending Spine's replies) share. One tenacity
-set-up; the caller's rules say how long to wait before the next attempt, or to stop."""
+set-up for the retries; the caller's rules say how long to wait before the next attempt,
+or to stop."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -57,13 +59,6 @@ async def send_judged(
     """POST ``body`` until the answer is accepted or final, or ``next_wait`` says stop;
     the last attempt. ``first`` numbers the first attempt; ``heard`` is told of every
     attempt and ``waiting`` of every wait before the next."""
-    retrying = AsyncRetrying(
-        retry=retry_if_exception_type(_Again),
-        stop=lambda state: _again(state).wait_s is None,
-        wait=lambda state: _again(state).wait_s or 0.0,
-        before_sleep=lambda state: waiting(_again(state).attempt, _again(state).wait_s or 0.0),
-        reraise=True,
-    )
 
     async def attempt(number: int) -> Attempt:
         made = await _post(session, url, body, headers, number)
@@ -72,11 +67,29 @@ async def send_judged(
             raise _Again(made, next_wait(made))
         return made
 
+    # Most messages go through at the first attempt, which needs none of tenacity's
+    # machinery: with it, a worker spent about 100 µs more CPU a message (scripts/bench).
+    # Tenacity takes over from the first wait.
+    try:
+        return await attempt(first)
+    except _Again as again:
+        if again.wait_s is None:
+            return again.attempt
+        waiting(again.attempt, again.wait_s)
+        await asyncio.sleep(again.wait_s)
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(_Again),
+        stop=lambda state: _again(state).wait_s is None,
+        wait=lambda state: _again(state).wait_s or 0.0,
+        before_sleep=lambda state: waiting(_again(state).attempt, _again(state).wait_s or 0.0),
+        reraise=True,
+    )
+
     last: Attempt | None = None
     try:
         async for trying in retrying:
             with trying:
-                last = await attempt(first + trying.retry_state.attempt_number - 1)
+                last = await attempt(first + trying.retry_state.attempt_number)
     except _Again as again:
         return again.attempt
     assert last is not None  # tenacity ran the block at least once
