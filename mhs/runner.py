@@ -127,10 +127,16 @@ class Cluster:
         await runner.setup()
         self.running.append(Running(role, runner, ""))
         tls = server_context(self.settings)
-        site = web.TCPSite(
-            runner, self.settings.host, 0 if self.ephemeral_ports else port, ssl_context=tls
-        )
-        await site.start()
+        port = 0 if self.ephemeral_ports else port
+        site = web.TCPSite(runner, self.settings.host, port, ssl_context=tls)
+        try:
+            await site.start()
+        except OSError as error:
+            setting = "MHS_" + role.split(":", maxsplit=1)[0].replace("-", "_").upper() + "_PORT"
+            raise PortUnavailable(
+                f"{role} cannot listen on {self.settings.host}:{port} "
+                f"({str(error.strerror or error).split(': ')[-1]}): set {setting} to a free port"
+            ) from None
         host, bound = runner.addresses[0][:2]
         url = f"{'https' if tls else 'http'}://{host}:{bound}"
         self.running[-1].url = url
@@ -143,6 +149,11 @@ class Cluster:
         if self.shared_broker is not None:
             await self.shared_broker.stop()
             self.shared_broker = None
+
+
+class PortUnavailable(OSError):
+    """A role's port is taken (or not ours to take): the text names the role, the address
+    and the setting to change."""
 
 
 async def wait_for_stop_signal() -> None:

@@ -3,6 +3,7 @@
 from mhs.broker.base import (
     Broker,
     BrokerError,
+    BrokerUnavailable,
     Delivery,
     Handler,
     HeaderValue,
@@ -16,6 +17,7 @@ from mhs.broker.base import (
 __all__ = [
     "Broker",
     "BrokerError",
+    "BrokerUnavailable",
     "Delivery",
     "Handler",
     "HeaderValue",

@@ -19,6 +19,11 @@ class BrokerError(Exception):
     """The broker could not do what was asked (not connected, channel closed, ...)."""
 
 
+class BrokerUnavailable(BrokerError):
+    """The broker could not be reached at start, or refused our login: the text names the
+    broker (password hidden) and what to do."""
+
+
 class PublishError(BrokerError):
     """A publish was not confirmed: unroutable (no such queue), nacked, or the link is down."""
 

@@ -22,6 +22,7 @@ from aiormq.abc import AbstractChannel
 from mhs.broker.base import (
     Broker,
     BrokerError,
+    BrokerUnavailable,
     Delivery,
     Handler,
     OutgoingMessage,
@@ -31,7 +32,13 @@ from mhs.broker.base import (
     Unroutable,
 )
 from mhs.broker.codec import expiration_ms, outgoing_headers, queue_ttl_ms
-from mhs.broker.rabbitmq_channels import LINK_ERRORS, ChannelSlot, reply_text
+from mhs.broker.rabbitmq_channels import (
+    LINK_ERRORS,
+    ChannelSlot,
+    link_failure,
+    reply_text,
+    unlogged_attempts,
+)
 from mhs.broker.rabbitmq_consumer import RabbitDelivery, RabbitSubscription
 from mhs.settings import redact_url
 
@@ -84,25 +91,36 @@ class RabbitMqBroker(Broker):
             return
         self._stopped = False
         self._declared.clear()
+        with unlogged_attempts():
+            self._connection = await self._connect()
+        self._connection.reconnect_callbacks.add(self._on_reconnected)
+
+    async def _connect(self) -> AbstractRobustConnection:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._start_timeout
         while True:
             try:
-                self._connection = await aio_pika.connect_robust(
+                return await aio_pika.connect_robust(
                     self._url,
                     client_properties={"connection_name": self.connection_name},
                     reconnect_interval=self._reconnect_interval,
                     timeout=max(0.1, min(self._timeout, deadline - loop.time())),
                 )
+            except aiormq.exceptions.ProbableAuthenticationError as error:
+                raise BrokerUnavailable(
+                    f"RabbitMQ at {self._where} refused the login "
+                    f"({reply_text(error).split(' - ')[0]}): "
+                    "check the user name and password in MHS_BROKER_URL (or --broker)"
+                ) from None
             except (TimeoutError, *LINK_ERRORS) as error:
                 if loop.time() + self._reconnect_interval >= deadline:
-                    raise BrokerError(
-                        f"cannot connect to RabbitMQ at {self._where}: {error!r}"
-                    ) from error
+                    raise BrokerUnavailable(
+                        f"cannot reach RabbitMQ at {self._where} within "
+                        f"{self._start_timeout:g} s ({link_failure(error)}): start it, or set "
+                        "MHS_BROKER_URL (or --broker) to one that runs; unset, the embedded "
+                        "broker is used"
+                    ) from None
                 await asyncio.sleep(self._reconnect_interval)
-            else:
-                break
-        self._connection.reconnect_callbacks.add(self._on_reconnected)
 
     async def stop(self) -> None:
         self._stopped = True

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import aiormq
@@ -58,3 +59,27 @@ class ChannelSlot:
 def reply_text(error: BaseException) -> str:
     """The broker's reply text of an AMQP error."""
     return str(error.args[0]) if error.args else repr(error)
+
+
+def _drop(_: logging.LogRecord) -> bool:
+    return False
+
+
+@contextlib.contextmanager
+def unlogged_attempts() -> Iterator[None]:
+    """aiormq logs every failed connection attempt; while starting, the broker says once
+    what went wrong instead."""
+    logger = logging.getLogger("aiormq.connection")
+    logger.addFilter(_drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(_drop)
+
+
+def link_failure(error: BaseException) -> str:
+    """A connection failure in a few words: the OS's reason, not the library's wrapping."""
+    if isinstance(error, TimeoutError):
+        return "no answer"
+    last = error.args[-1] if error.args else error
+    return str(last).split(": ")[-1] if isinstance(last, str) else repr(last)

@@ -3,7 +3,9 @@ coroutine, the shared options, progress bars and the error console."""
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -13,10 +15,17 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from mhs.broker import BrokerUnavailable
 from mhs.directory import Directory, TopologyError, generate_topology, load_topology
-from mhs.settings import Settings
+from mhs.runner import PortUnavailable
+from mhs.settings import Settings, redact_url
+from mhs.state import StateError
+from mhs.tasks import stop_task
 
 T = TypeVar("T")
+# Exit codes beside 0: 1 the command ran and found a failure, 2 bad input or configuration.
+UNAVAILABLE = 3  # a service or port the command needs is not there
+ANNOUNCE_AFTER_S = 2.0
 err = Console(stderr=True)
 
 BrokerOpt = Annotated[
@@ -78,3 +87,37 @@ def progress_bar(*, transient: bool, disable: bool = False) -> Progress:
         disable=disable,
         transient=transient,
     )
+
+
+@contextlib.asynccontextmanager
+async def announced_start(settings: Settings) -> AsyncIterator[Callable[[], None]]:
+    """While roles start: if that takes more than a moment (RabbitMQ or Redis not answering
+    yet), say once what the command waits for. Yields the call that says the roles started."""
+    started = asyncio.Event()
+    needs = [
+        f"{name} at {redact_url(url)}"
+        for name, url in (("RabbitMQ", settings.broker_url), ("Redis", settings.state_url))
+        if url is not None
+    ]
+
+    async def announce() -> None:
+        await asyncio.sleep(ANNOUNCE_AFTER_S)
+        if not started.is_set():
+            what = " and ".join(needs) or "the roles"
+            err.print(f"waiting for {what} (up to 30 s)...", markup=False, highlight=False)
+
+    task = asyncio.create_task(announce())
+    try:
+        yield started.set
+    finally:
+        await stop_task(task, within_s=1.0)
+
+
+def run_roles(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro``, which starts roles; a service or port it needs that is not there ends
+    the command with one line naming it and what to do, and exit code 3."""
+    try:
+        return run(coro)
+    except (BrokerUnavailable, StateError, PortUnavailable) as error:
+        err.print(f"[red]cannot start[/red]: {error}", soft_wrap=True, highlight=False)
+        raise typer.Exit(UNAVAILABLE) from None

@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 
 from mhs.cli.broker_users import app as broker_users_app
-from mhs.cli.common import BrokerOpt, TopologyOpt, directory_for, err, run, settings_from
+from mhs.cli.common import (
+    BrokerOpt,
+    TopologyOpt,
+    announced_start,
+    directory_for,
+    err,
+    run_roles,
+    settings_from,
+)
 from mhs.cli.config import config as config_cmd
 from mhs.cli.dlq import app as dlq_app
 from mhs.cli.faults import app as faults_app
@@ -62,13 +70,15 @@ def serve(
 
     async def main() -> None:
         cluster = Cluster(settings, directory)
-        await cluster.start(chosen, workers=workers)
+        async with announced_start(settings) as started:
+            await cluster.start(chosen, workers=workers)
+            started()
         try:
             await wait_for_stop_signal()
         finally:
             await cluster.stop()
 
-    run(main())
+    run_roles(main())
 
 
 @app.command()

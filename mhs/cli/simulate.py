@@ -13,12 +13,15 @@ from rich.console import Console
 from mhs.cli.common import (
     BrokerOpt,
     TopologyOpt,
+    announced_start,
     directory_for,
     progress_bar,
-    run,
+    run_roles,
     settings_from,
 )
+from mhs.directory import Directory
 from mhs.observe.logs import configure_logging
+from mhs.settings import Settings
 from mhs.simulate.run import SimulationOptions, succeeded
 from mhs.simulate.run import simulate as run_simulation
 
@@ -65,14 +68,7 @@ def simulate(
         refused_share=refused_share,
         seed=seed,
     )
-    with progress_bar(transient=json_output, disable=not sys.stderr.isatty()) as bar:
-        sent = bar.add_task("sent", total=messages)
-        settled = bar.add_task("arrived", total=messages)
-
-        def advance(kind: str, n: int) -> None:
-            bar.advance(sent if kind == "sent" else settled, n)
-
-        summary = run(run_simulation(settings, directory, opts, advance))
+    summary = _run_with_progress(settings, directory, opts, transient=json_output)
     ok = succeeded(summary)
     summary["ok"] = ok
     if json_output:
@@ -80,6 +76,27 @@ def simulate(
     else:
         _print_summary(summary)
     raise typer.Exit(0 if ok else 1)
+
+
+def _run_with_progress(
+    settings: Settings, directory: Directory, opts: SimulationOptions, *, transient: bool
+) -> dict[str, Any]:
+    with progress_bar(transient=transient, disable=not sys.stderr.isatty()) as bar:
+        sent = bar.add_task("sent", total=opts.messages)
+        settled = bar.add_task("arrived", total=opts.messages)
+
+        async def simulation() -> dict[str, Any]:
+            async with announced_start(settings) as started:
+
+                def advance(kind: str, n: int) -> None:
+                    if kind == "started":
+                        started()
+                    else:
+                        bar.advance(sent if kind == "sent" else settled, n)
+
+                return await run_simulation(settings, directory, opts, advance)
+
+        return run_roles(simulation())
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

@@ -115,6 +115,8 @@ async def simulate(
     remote = [m.name for m in directory.topology.mhs if not m.hosted]
     cluster = Cluster(settings, directory, ephemeral_ports=True)
     await cluster.start(workers=opts.workers, extra_inbound=remote)
+    if progress:
+        progress("started", 0)
     # The instances' own systems read their queues over their own broker connection.
     client: Broker = cluster.shared_broker or broker_for(settings, "simulate-instances")
     if cluster.shared_broker is None:

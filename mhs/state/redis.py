@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
 from mhs.settings import redact_url
 from mhs.state.base import Claim, ClaimState, StateError, StateStore, ttl_ms
@@ -132,11 +132,19 @@ class RedisStateStore(StateStore):
         while True:
             try:
                 await self._client.ping()
+            except (AuthenticationError, ResponseError) as error:
+                # A wrong password does not come right by waiting.
+                raise StateError(
+                    f"Redis at {self._where} refused us ({error}): check the user and password in "
+                    "MHS_STATE_URL"
+                ) from None
             except _ERRORS as error:
                 if loop.time() >= deadline:
                     raise StateError(
-                        f"cannot reach the state store at {self._where}: {error!r}"
-                    ) from error
+                        f"cannot reach Redis at {self._where} within {self._start_timeout:g} s "
+                        f"({error}): start it, or set MHS_STATE_URL to one that runs; unset, "
+                        "the in-process store is used"
+                    ) from None
                 await asyncio.sleep(0.2)
             else:
                 break
