@@ -73,3 +73,23 @@ def test_a_busy_port_names_the_role_the_address_and_the_setting() -> None:
         f"cannot start: outbound cannot listen on 127.0.0.1:{port} (address already in use): "
         "set MHS_OUTBOUND_PORT to a free port"
     )
+
+
+def test_a_broker_that_does_not_answer_is_waited_for_and_the_wait_announced_once() -> None:
+    with socket.socket() as nobody:  # a port nothing listens on
+        nobody.bind(("127.0.0.1", 0))
+        port = nobody.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mhs", "serve", "worker", "--broker",
+         f"amqp://guest:secret@127.0.0.1:{port}/"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT,
+        env={**os.environ, "MHS_LOG_LEVEL": "WARNING", "MHS_WORKER_PORT": "0"},
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()  # blocks until the announcement (or the end)
+    finally:
+        proc.terminate()
+        _, rest = proc.communicate(timeout=30)
+    assert first == f"waiting for RabbitMQ at amqp://guest:***@127.0.0.1:{port}/ (up to 30 s)...\n"
+    assert "waiting for" not in rest
