@@ -96,6 +96,22 @@ def test_a_bad_setting_is_reported() -> None:
     assert "MHS_BROKER_URL" in result.stderr
 
 
+def test_a_bad_setting_names_only_flags_that_exist() -> None:
+    result = run("config", env={"MHS_OUTBOUND_PORT": "eighty", "MHS_BROKER_URL": "http://nope"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("configuration error: MHS_BROKER_URL / --broker: ")
+    assert lines[1].startswith("configuration error: MHS_OUTBOUND_PORT: Input should be")
+
+
+def test_a_misspelt_variable_is_warned_about_with_the_nearest_setting() -> None:
+    result = run("config", env={"MHS_OUTBOUND_PRT": "9000", "MHS_SAMPLES_DIR": "/tmp"})
+    assert result.returncode == 0  # a warning, not an error: the rest is valid
+    assert result.stderr.strip() == (
+        "warning: MHS_OUTBOUND_PRT is not a setting and is ignored: did you mean MHS_OUTBOUND_PORT?"
+    )
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -22,7 +22,6 @@ from aiormq.abc import AbstractChannel
 from mhs.broker.base import (
     Broker,
     BrokerError,
-    BrokerUnavailable,
     Delivery,
     Handler,
     OutgoingMessage,
@@ -35,9 +34,10 @@ from mhs.broker.codec import expiration_ms, outgoing_headers, queue_ttl_ms
 from mhs.broker.rabbitmq_channels import (
     LINK_ERRORS,
     ChannelSlot,
-    link_failure,
+    login_refused,
     reply_text,
     unlogged_attempts,
+    unreachable,
 )
 from mhs.broker.rabbitmq_consumer import RabbitDelivery, RabbitSubscription
 from mhs.settings import redact_url
@@ -107,19 +107,10 @@ class RabbitMqBroker(Broker):
                     timeout=max(0.1, min(self._timeout, deadline - loop.time())),
                 )
             except aiormq.exceptions.ProbableAuthenticationError as error:
-                raise BrokerUnavailable(
-                    f"RabbitMQ at {self._where} refused the login "
-                    f"({reply_text(error).split(' - ')[0]}): "
-                    "check the user name and password in MHS_BROKER_URL (or --broker)"
-                ) from None
+                raise login_refused(self._where, error) from None
             except (TimeoutError, *LINK_ERRORS) as error:
                 if loop.time() + self._reconnect_interval >= deadline:
-                    raise BrokerUnavailable(
-                        f"cannot reach RabbitMQ at {self._where} within "
-                        f"{self._start_timeout:g} s ({link_failure(error)}): start it, or set "
-                        "MHS_BROKER_URL (or --broker) to one that runs; unset, the embedded "
-                        "broker is used"
-                    ) from None
+                    raise unreachable(self._where, self._start_timeout, error) from None
                 await asyncio.sleep(self._reconnect_interval)
 
     async def stop(self) -> None:

@@ -12,6 +12,8 @@ from typing import TypeVar
 import aiormq
 from aiormq.abc import AbstractChannel
 
+from mhs.broker.base import BrokerUnavailable
+
 LINK_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, OSError, RuntimeError)
 _T = TypeVar("_T")
 
@@ -77,9 +79,27 @@ def unlogged_attempts() -> Iterator[None]:
         logger.removeFilter(_drop)
 
 
-def link_failure(error: BaseException) -> str:
+def _link_failure(error: BaseException) -> str:
     """A connection failure in a few words: the OS's reason, not the library's wrapping."""
     if isinstance(error, TimeoutError):
         return "no answer"
     last = error.args[-1] if error.args else error
     return str(last).split(": ")[-1] if isinstance(last, str) else repr(last)
+
+
+def login_refused(where: str, error: BaseException) -> BrokerUnavailable:
+    """RabbitMQ at ``where`` (password hidden) said no to our user and password."""
+    why = reply_text(error).split(" - ")[0]
+    return BrokerUnavailable(
+        f"RabbitMQ at {where} refused the login ({why}): check the user name and password "
+        "in MHS_BROKER_URL (or --broker)"
+    )
+
+
+def unreachable(where: str, waited_s: float, error: BaseException) -> BrokerUnavailable:
+    """RabbitMQ at ``where`` did not answer for ``waited_s``."""
+    return BrokerUnavailable(
+        f"cannot reach RabbitMQ at {where} within {waited_s:g} s ({_link_failure(error)}): "
+        "start it, or set MHS_BROKER_URL (or --broker) to one that runs; unset, the "
+        "embedded broker is used"
+    )

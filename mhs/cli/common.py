@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine
+import difflib
+import os
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -43,17 +45,53 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(coro)
 
 
+# The settings the commands also take as flags; every other setting is an MHS_* variable only.
+FLAGS = {"broker_url": "--broker", "topology": "--topology"}
+# MHS_* variables that are not settings: the healthcheck's role, status's credential, and
+# the test suite's own.
+NOT_SETTINGS = frozenset(
+    {
+        "MHS_ROLE",
+        "MHS_CREDENTIAL",
+        "MHS_REQUIRE_BROKER",
+        "MHS_REQUIRE_REDIS",
+        "MHS_SAMPLES_DIR",
+        "MHS_TEST_BROKER_URL",
+        "MHS_TEST_REDIS_URL",
+    }
+)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A line for each MHS_* variable that is no setting, naming the nearest one."""
+    known = {f"MHS_{name.upper()}" for name in Settings.model_fields} | NOT_SETTINGS
+    lines = []
+    for name in sorted(k for k in environ if k.upper().startswith("MHS_")):
+        if name.upper() in known:
+            continue
+        close = difflib.get_close_matches(name.upper(), sorted(known), n=1)
+        hint = f"did you mean {close[0]}?" if close else "`mhs config --show` lists them"
+        lines.append(f"{name} is not a setting and is ignored: {hint}")
+    return lines
+
+
 def settings_from(**flags: Any) -> Settings:
     """The settings: MHS_* environment, overridden by the flags given (None: not given).
-    A bad value ends the command with one line per problem and exit code 2."""
+    A bad value ends the command with one line per problem and exit code 2; an MHS_*
+    variable that is no setting gets a warning line."""
+    for line in unknown_variables(os.environ):
+        err.print(f"[yellow]warning[/yellow]: {line}", soft_wrap=True, highlight=False)
     overrides = {k: v for k, v in flags.items() if v is not None}
     try:
         return Settings(**overrides)
     except ValidationError as error:
         for item in error.errors(include_url=False):
             name = ".".join(str(p) for p in item["loc"])
+            where = f"MHS_{name.upper()}" + (f" / {FLAGS[name]}" if name in FLAGS else "")
             err.print(
-                f"[red]configuration error[/red]: MHS_{name.upper()} / --{name}: {item['msg']}"
+                f"[red]configuration error[/red]: {where}: {item['msg']}",
+                soft_wrap=True,
+                highlight=False,
             )
         raise typer.Exit(2) from None
 

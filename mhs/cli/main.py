@@ -29,6 +29,7 @@ from mhs.cli.status import status as status_cmd
 from mhs.cli.topology import topology as topology_cmd
 from mhs.observe.logs import configure_logging
 from mhs.runner import ROLES, Cluster, RoleName, wait_for_stop_signal
+from mhs.tls import client_context
 
 app = typer.Typer(
     name="mhs",
@@ -104,10 +105,15 @@ def healthcheck(
         err.print(f"[red]unknown role {role!r}[/red]: choose from {', '.join(ports)}, all")
         raise typer.Exit(2)
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
+    tls = client_context(settings)
+    if tls is not None:
+        # The probe asks this host's own role by address, which the role's certificate
+        # need not name: it still checks the chain against MHS_TLS_CA and presents ours.
+        tls.check_hostname = False
     for name in ports if role == "all" else [role]:
-        url = f"http://{host}:{ports[name]}/readyz"
+        url = f"{'https' if tls else 'http'}://{host}:{ports[name]}/readyz"
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
+            with urllib.request.urlopen(url, timeout=timeout, context=tls) as response:  # noqa: S310  http or https, set above
                 ready = response.status == 200
         except (urllib.error.URLError, OSError) as error:
             err.print(f"{name} not ready: {error}")

@@ -4,7 +4,12 @@ client certificates on every hop, and the SSP's 495/496 for the wrong or no cert
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import ssl
+import subprocess
+import sys
+import time
 import uuid
 import warnings
 from pathlib import Path
@@ -233,3 +238,30 @@ def test_tls_is_off_unless_configured(pki: Pki) -> None:
     assert context.verify_mode == ssl.CERT_OPTIONAL
     with pytest.raises(ValueError, match="tls_cert, tls_key and tls_ca go together"):
         Settings(tls_cert=pki.roles[0])
+
+
+def test_the_healthcheck_asks_over_tls_when_tls_is_on(pki: Pki) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    tls = {f"MHS_{key.upper()}": str(value) for key, value in pki.settings().items()}
+    env = {**os.environ, **tls, "MHS_OUTBOUND_PORT": str(port), "MHS_LOG_LEVEL": "WARNING"}
+    mhs = [sys.executable, "-m", "mhs"]
+    proc = subprocess.Popen([*mhs, "serve", "outbound"], env=env, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            check = subprocess.run(
+                [*mhs, "healthcheck", "outbound"],
+                env=env,
+                capture_output=True,
+                timeout=20,
+                check=False,
+            )
+            if check.returncode == 0:
+                break
+            assert time.monotonic() < deadline, check.stderr.decode()
+            time.sleep(0.3)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

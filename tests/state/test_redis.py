@@ -31,7 +31,7 @@ async def test_an_unreachable_store_fails_start_without_showing_the_password() -
     store = RedisStateStore(
         "redis://:s3cret-pw@127.0.0.1:1/0", prefix="test.", timeout_s=0.2, start_timeout_s=0.5
     )
-    with pytest.raises(StateError, match="cannot reach the state store") as raised:
+    with pytest.raises(StateError, match="cannot reach Redis") as raised:
         await store.start()
     assert "s3cret-pw" not in str(raised.value)
     assert not store.available
