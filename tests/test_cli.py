@@ -90,6 +90,16 @@ def test_a_bad_topology_fails_at_start_naming_the_problem(tmp_path: Path) -> Non
     assert "instances[4] (Hosted practice 5).asid" in result.stderr
 
 
+def test_piped_tables_are_never_truncated_or_wrapped() -> None:
+    result = run("topology")  # stdout is a pipe here, not a terminal
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if "datacentre (hosted)" in line]
+    assert len(rows) == 24  # one line per hosted practice: nothing wrapped onto a second
+    assert "918000000024" in rows[-1]
+    assert "A80024-0000024" in rows[-1]
+    assert "…" not in result.stdout
+
+
 def test_a_bad_setting_is_reported() -> None:
     result = run("topology", env={"MHS_BROKER_URL": "http://nope"})
     assert result.returncode == 2

@@ -8,11 +8,10 @@ from typing import Annotated, cast
 
 import orjson
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from mhs.broker.users import BrokerUsersError, InstanceUser, Via, choose_applier, plan_users
-from mhs.cli.common import directory_for, err, settings_from
+from mhs.cli.common import directory_for, err, settings_from, stdout
 
 app = typer.Typer(
     help="Per-instance RabbitMQ users: each may read its own mhs.inbound.<ASID> queue only.",
@@ -88,4 +87,4 @@ def _show(done: str, users: list[InstanceUser], *, json_output: bool) -> None:
         table.add_column(column)
     for row in rows:
         table.add_row(row["user"], row["vhost"], row["configure"], row["write"], row["read"])
-    Console().print(table)
+    stdout().print(table)

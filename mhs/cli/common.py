@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import difflib
 import os
+import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -29,6 +30,14 @@ T = TypeVar("T")
 UNAVAILABLE = 3  # a service or port the command needs is not there
 ANNOUNCE_AFTER_S = 2.0
 err = Console(stderr=True)
+# Wide enough for any row: piped output is data, never truncated or wrapped.
+PIPED_WIDTH = 100_000
+
+
+def stdout() -> Console:
+    """Standard output: the terminal's width, or as wide as the data when piped."""
+    return Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
+
 
 BrokerOpt = Annotated[
     str | None,

@@ -9,10 +9,9 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from mhs.cli.common import settings_from
+from mhs.cli.common import settings_from, stdout
 from mhs.settings import Settings
 
 
@@ -61,4 +60,4 @@ def config(
         shown = value if isinstance(value, str) else orjson.dumps(value).decode()
         where = origin[name]
         table.add_row(f"MHS_{name.upper()}", shown, where)
-    Console(width=max(100, Console().width)).print(table)
+    stdout().print(table)

@@ -11,12 +11,12 @@ from typing import Annotated, Any, TypeVar
 import orjson
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from mhs.broker import BrokerError
 from mhs.broker.factory import broker_for
-from mhs.cli.common import err
+from mhs.cli.common import err, stdout
 from mhs.reliability.dead_letters import DeadLetter, DeadLetters
 from mhs.settings import Settings
 
@@ -101,7 +101,7 @@ def list_cmd(
             f"{e.from_asid or '?'} -> {e.to_asid or '?'}",
             e.reason[:80],
         )
-    Console().print(table)
+    stdout().print(table)
 
 
 @app.command("show")
@@ -135,15 +135,16 @@ def show_cmd(
     if json_output:
         _print_json(shown if len(shown) > 1 else shown[0])
         return
-    out = Console()
+    out = stdout()
     for item in shown:
         for key, value in item.items():
+            # Values are data (JSON bodies, reasons): printed as text, never as markup.
             if key in ("headers", "record"):
-                out.print(f"[bold]{key}[/bold]")
+                out.print(Text(key, style="bold"))
                 for name, text in value.items():
-                    out.print(f"  {name}: {text}", highlight=False)
+                    out.print(Text(f"  {name}: {text}"), highlight=False)
             else:
-                out.print(f"[bold]{key}[/bold]: {value}", highlight=False)
+                out.print(Text.assemble((key, "bold"), f": {value}"), highlight=False)
 
 
 @app.command("replay")
@@ -173,7 +174,7 @@ def replay_cmd(
     if json_output:
         _print_json({"replayed": count})
     else:
-        Console().print(f"replayed {count} message{'s' if count != 1 else ''}")
+        stdout().print(f"replayed {count} message{'s' if count != 1 else ''}")
     if message_id is not None and count == 0:
         err.print(f"no message {message_id} on the dead-letter queue")
         raise typer.Exit(1)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 import urllib.error
 import urllib.request
 from typing import Annotated, Any, Literal
 
 import orjson
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from mhs.cli.common import err, settings_from
+from mhs.cli.common import err, settings_from, stdout
 from mhs.spine.faults import FaultKind
 
 app = typer.Typer(
@@ -170,7 +168,7 @@ def list_faults(proxy: ProxyOpt = None, json_output: JsonOpt = False) -> None:
         table.add_column(column)
     for rule in body:
         table.add_row(rule["id"], rule["kind"], _selection(rule), describe(rule, effect_only=True))
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    stdout().print(table)
 
 
 @app.command("clear")

@@ -18,9 +18,8 @@ import aiohttp
 import orjson
 import typer
 from aiolimiter import AsyncLimiter
-from rich.console import Console
 
-from mhs.cli.common import directory_for, err, progress_bar, run, settings_from
+from mhs.cli.common import directory_for, err, progress_bar, run, settings_from, stdout
 from mhs.cli.shots import Addressing, InjectError, Plan, Shot, Target, plan_shots
 from mhs.ebxml import (
     classify_reply,
@@ -195,7 +194,7 @@ def _run_with_progress(plan: Plan, urls: dict[Target, str], per_message: bool) -
 
 
 def _print_summary(result: dict[str, Any]) -> None:
-    out = Console(width=None if sys.stdout.isatty() else 160)
+    out = stdout()
     lat = result["latency_ms"]
     out.print(
         f"sent {result['sent']}: {result['accepted']} accepted, {result['refused']} refused, "

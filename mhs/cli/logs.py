@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mhs.cli.common import stdout
 from mhs.observe.events import Event
 from mhs.observe.latency import latency
 
@@ -210,7 +211,7 @@ def summary(
 
 
 def _print(result: dict[str, Any]) -> None:
-    out = Console(width=None if sys.stdout.isatty() else 160)
+    out = stdout()
     out.print(
         f"{result['lines']} lines ({result['unreadable_lines']} unreadable), "
         f"{result['messages']} messages accepted: "

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.console import Console
 
 from mhs.cli.common import (
     BrokerOpt,
@@ -18,6 +17,7 @@ from mhs.cli.common import (
     progress_bar,
     run_roles,
     settings_from,
+    stdout,
 )
 from mhs.directory import Directory
 from mhs.observe.logs import configure_logging
@@ -100,7 +100,7 @@ def _run_with_progress(
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    out = Console()
+    out = stdout()
     out.print(
         f"[bold]{'OK' if summary['ok'] else 'FAILED'}[/bold]: "
         f"{summary['accepted']} accepted from {summary['instances']} instances"

@@ -11,10 +11,9 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from mhs.cli.common import directory_for, err, settings_from
+from mhs.cli.common import directory_for, err, settings_from, stdout
 from mhs.directory import Directory
 
 # What each step shows beside its time, role and event, in this order.
@@ -111,7 +110,7 @@ def _get(url: str, credential: str) -> tuple[int, bytes]:
 
 
 def _print(timeline: dict[str, Any]) -> None:
-    out = Console()
+    out = stdout()
     out.print(
         f"[bold]{timeline['message_id']}[/bold] {timeline.get('interaction_id') or ''}  "
         f"{timeline.get('from_ods') or '?'} ({timeline.get('from_asid') or '?'}) -> "

@@ -7,10 +7,9 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from mhs.cli.common import TopologyOpt, directory_for, settings_from
+from mhs.cli.common import TopologyOpt, directory_for, settings_from, stdout
 
 
 def topology(
@@ -61,7 +60,7 @@ def topology(
             party.party_key,
             str(len(party.interactions)),
         )
-    out = Console()
+    out = stdout()
     out.print(table)
     out.print(
         f"{len(data['agreements'])} agreeing pairs; interactions: "
