@@ -43,6 +43,7 @@ BrokerOpt = Annotated[
     str | None,
     typer.Option("--broker", help="amqp://user:pass@host:5672/ (MHS_BROKER_URL); unset: embedded"),
 ]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
 TopologyOpt = Annotated[
     Path | None,
     typer.Option("--topology", help="topology file, YAML or JSON (MHS_TOPOLOGY); unset: packaged"),

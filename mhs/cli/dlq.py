@@ -16,7 +16,7 @@ from rich.text import Text
 
 from mhs.broker import BrokerError
 from mhs.broker.factory import broker_for
-from mhs.cli.common import err, stdout
+from mhs.cli.common import JsonOpt, err, stdout
 from mhs.reliability.dead_letters import DeadLetter, DeadLetters
 from mhs.settings import Settings
 
@@ -29,7 +29,6 @@ T = TypeVar("T")
 BrokerOpt = Annotated[
     str | None, typer.Option("--broker", help="amqp://user:pass@host:5672/ (MHS_BROKER_URL)")
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
 
 
 def _with_dead_letters(broker_url: str | None, work: Callable[[DeadLetters], Awaitable[T]]) -> T:

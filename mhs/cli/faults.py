@@ -10,7 +10,7 @@ import orjson
 import typer
 from rich.table import Table
 
-from mhs.cli.common import err, settings_from, stdout
+from mhs.cli.common import JsonOpt, err, settings_from, stdout
 from mhs.spine.faults import FaultKind
 
 app = typer.Typer(
@@ -23,7 +23,6 @@ ProxyOpt = Annotated[
     str | None,
     typer.Option("--proxy", help="the Spine proxy's URL (MHS_SPINE_PROXY_URL)", show_default=False),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
 DISTRIBUTIONS = {
     "uniform": ("low_ms", "high_ms"),
     "normal": ("mean_ms", "stddev_ms"),
