@@ -123,6 +123,9 @@ def set_fault(
     json_output: JsonOpt = False,
 ) -> None:
     """Add a fault rule. Only the options given are sent; the proxy checks them."""
+    if kind == "http-status" and status is None:
+        err.print("[red]http-status needs --status[/red]: the HTTP status to answer (400-599)")
+        raise typer.Exit(2)
     rule: dict[str, Any] = {"kind": kind}
     options = {
         "id": rule_id,

@@ -27,6 +27,8 @@ from mhs.ebxml import (
 from mhs.settings import Settings
 from mhs.simulate.tally import Tally
 
+PER_MESSAGE_MAX = 20
+
 
 async def _send(
     http: aiohttp.ClientSession, urls: dict[Target, str], shot: Shot, tally: Tally
@@ -163,7 +165,9 @@ def inject(
     except InjectError as error:
         err.print(f"[red]cannot inject[/red]: {error}", soft_wrap=True)
         raise typer.Exit(2) from None
-    tally = _run_with_progress(plan, _urls(settings, outbound, inbound), bool(paths))
+    # A line per message (with its id) for files and small runs; load gets a count a second.
+    per_message = bool(paths) or (plan.total is not None and plan.total <= PER_MESSAGE_MAX)
+    tally = _run_with_progress(plan, _urls(settings, outbound, inbound), per_message)
     result = tally.sending_summary()
     if json_output:
         sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -173,20 +177,27 @@ def inject(
 
 
 def _run_with_progress(plan: Plan, urls: dict[Target, str], per_message: bool) -> Tally:
+    if per_message:
+        # Each message's line, with its id, for the next step (mhs status ID).
+        return run(
+            send_all(
+                plan,
+                urls,
+                lambda line: err.print(line, markup=False, highlight=False, soft_wrap=True),
+            )
+        )
     if sys.stderr.isatty():
         with progress_bar(transient=True) as bar:
             task = bar.add_task("injecting", total=plan.total)
             return run(send_all(plan, urls, lambda _: bar.advance(task)))
-    # Not a terminal: plain lines, one per message for files, one a second for load.
+    # Load, not on a terminal: a count once a second.
     last = time.monotonic()
     counted = 0
 
-    def report(line: str) -> None:
+    def report(_: str) -> None:
         nonlocal last, counted
         counted += 1
-        if per_message:
-            err.print(line, markup=False, highlight=False, soft_wrap=True)
-        elif time.monotonic() - last >= 1.0:
+        if time.monotonic() - last >= 1.0:
             last = time.monotonic()
             err.print(f"sent {counted}", markup=False, highlight=False)
 

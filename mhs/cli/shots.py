@@ -267,6 +267,8 @@ def plan_shots(
     concurrency: int,
     seed: int,
 ) -> Plan:
+    if count is not None and duration is not None:
+        raise InjectError("give --count or --duration, not both")
     if not paths:
         shots = generated_shots(addressing, senders, recipients, interactions, seed=seed)
         # Neither --count nor --duration: one message, to see that the path works.

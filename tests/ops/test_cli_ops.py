@@ -14,7 +14,7 @@ import pytest
 
 from mhs.broker import Broker
 from mhs.ebxml import MessageHeader, build_request
-from mhs.ids import new_id
+from mhs.ids import is_uuid, new_id
 from mhs.runner import ROLES
 from mhs.simulate.plan import HL7_TEMPLATE
 from tests.ops.conftest import Served, free_port
@@ -127,6 +127,10 @@ async def test_faults_from_the_command_line_cause_retries_and_clearing_ends_them
         "inject", "--from", SENDER, "--to", "A80002", "--interaction", GP2GP, "--count", "2"
     )
     assert again.returncode == 0, again.stderr
+    # A small run says each message's id, for the next step (mhs status ID).
+    ids = [line.split()[4] for line in again.stderr.splitlines()]
+    assert len(ids) == 2
+    assert all(is_uuid(message_id) for message_id in ids)
     served.until_metric("WORKER", "mhs_delivered_total", delivered_before + 5, interaction_id=GP2GP)
     assert served.metric("WORKER", "mhs_delivery_retries_total", interaction_id=GP2GP) == (
         retries_before + 6
@@ -142,6 +146,10 @@ def test_bad_fault_commands_say_what_is_wrong(served: Served) -> None:
     assert stray.returncode == 1
     assert "copies does not apply to kind latency" in stray.stderr
     assert served.mhs("faults", "set", "latency", "--delay", "gamma:3").returncode == 2
+    no_status = served.mhs("faults", "set", "http-status")
+    assert no_status.returncode == 2
+    assert "http-status needs --status" in no_status.stderr
+    assert served.mhs("faults", "list", "--json").stdout.strip() == "[]"  # nothing was set
     assert "no active fault with id nope" in served.mhs("faults", "clear", "nope").stderr
     unreachable = served.mhs("faults", "list", "--proxy", f"http://127.0.0.1:{free_port()}")
     assert unreachable.returncode == 1
@@ -200,6 +208,7 @@ async def test_inject_reports_refusals_with_their_reasons(
         (["--to", "ZZ999", "{folder}"], "'ZZ999' is not an ASID or ODS code"),
         (["{folder}/nothing-here"], "no such file or folder"),
         (["--count", "2", "{folder}"], "--count and --duration are for generated messages"),
+        (["--count", "2", "--duration", "1"], "give --count or --duration, not both"),
         (["--from", "B80001"], "B80001 is not hosted here"),
         (["--interaction", "NOPE_IN000000UK01"], "unknown interaction NOPE_IN000000UK01"),
     ],
