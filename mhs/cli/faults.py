@@ -86,6 +86,21 @@ def _print_problems(body: Any) -> None:
         err.print(f"[red]{body}[/red]", soft_wrap=True)
 
 
+StatusOpt = Annotated[
+    int | None, typer.Option(help="http-status, drop-ack: the HTTP status answered")
+]
+CodeOpt = Annotated[
+    str | None,
+    typer.Option(help="soap-fault: error code (200, 206, 208...); message-error: description"),
+]
+DelayOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="latency before the effect: 250 (ms), uniform:50,200, normal:200,30, exponential:100"
+    ),
+]
+
+
 @app.command("set")
 def set_fault(
     kind: Annotated[FaultKind, typer.Argument(show_default=False)],
@@ -96,20 +111,9 @@ def set_fault(
         float | None, typer.Option(help="share of messages (the same ones on every attempt)")
     ] = None,
     attempts: Annotated[int | None, typer.Option(help="only the first N attempts")] = None,
-    status: Annotated[
-        int | None, typer.Option(help="http-status, drop-ack: the HTTP status answered")
-    ] = None,
-    code: Annotated[
-        str | None,
-        typer.Option(help="soap-fault: error code (200, 206, 208...); message-error: description"),
-    ] = None,
-    delay: Annotated[
-        str | None,
-        typer.Option(
-            help="latency before the effect: 250 (ms), uniform:50,200, normal:200,30, "
-            "exponential:100"
-        ),
-    ] = None,
+    status: StatusOpt = None,
+    code: CodeOpt = None,
+    delay: DelayOpt = None,
     hold_ms: Annotated[
         float | None, typer.Option(help="timeout, drop-ack --then timeout: hold this long")
     ] = None,
