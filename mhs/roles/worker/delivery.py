@@ -100,16 +100,16 @@ class DeliveryWorker:
             await self.settler.dead_letter_unreadable(delivery, str(error))
             return
         progress = Progress.of(delivery.headers, redelivered=delivery.redelivered)
+        fields = record.log_fields()
         interaction = self.directory.interaction(record.interaction_id)
         recipient = self.directory.by_asid(record.to_asid)
         if interaction is None or recipient is None:
             problem = "interaction" if interaction is None else "recipient"
             unknown = GiveUp("rejected", f"unknown {problem} in the directory")
             await self.settler.carry_out(
-                unknown, delivery, record, progress, cpa_id=f"S{record.to_asid}"
+                unknown, delivery, record, progress, fields, cpa_id=f"S{record.to_asid}"
             )
             return
-        fields = record.log_fields()
         if progress.resumed:
             self.log.info(
                 Event.DELIVERY_RESUMED, attempt=progress.attempts, reason=progress.last_error,
@@ -123,13 +123,12 @@ class DeliveryWorker:
         arrival = policy.decide(progress, accepted_at=record.accepted_at, now=time.time())
         if not isinstance(arrival, Send):
             await self.settler.carry_out(
-                arrival, delivery, record, progress, cpa_id=recipient.cpa_id
+                arrival, delivery, record, progress, fields, cpa_id=recipient.cpa_id
             )
             return
         first_at = time.time()
-        last = await self._send(
-            record, policy, progress, spine_request(record, interaction, recipient)
-        )
+        request = spine_request(record, interaction, recipient)
+        last = await self._send(record, policy, progress, request, fields)
         after = progress.after(
             last.number - progress.attempts, first_at=first_at, last_at=time.time(),
             error=last.outcome.reason,
@@ -137,7 +136,9 @@ class DeliveryWorker:
         decision = policy.decide(
             after, accepted_at=record.accepted_at, now=time.time(), last=last.outcome
         )
-        await self.settler.carry_out(decision, delivery, record, after, cpa_id=recipient.cpa_id)
+        await self.settler.carry_out(
+            decision, delivery, record, after, fields, cpa_id=recipient.cpa_id
+        )
 
     async def _send(
         self,
@@ -145,9 +146,9 @@ class DeliveryWorker:
         policy: RetryPolicy,
         progress: Progress,
         request: SpineRequest,
+        fields: dict[str, str],
     ) -> Attempt:
         """Attempts at sending ``request``, as many as the policy lets this worker make."""
-        fields = record.log_fields()
 
         def next_wait(attempt: Attempt) -> float | None:
             # Keep retrying in this worker only while the next wait is a short one.

@@ -31,11 +31,12 @@ class Settler:
         delivery: Delivery,
         record: OutboundRecord,
         progress: Progress,
+        fields: dict[str, str],
         *,
         cpa_id: str,
     ) -> None:
-        """Settle ``delivery`` as ``decision`` says (``progress`` counts every attempt)."""
-        fields = record.log_fields()
+        """Settle ``delivery`` as ``decision`` says (``progress`` counts every attempt;
+        ``fields`` are the record's log fields)."""
         if isinstance(decision, Delivered):
             await delivery.ack()
         elif isinstance(decision, GiveUp):
