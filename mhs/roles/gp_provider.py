@@ -78,15 +78,8 @@ async def answer(request: web.Request) -> web.Response:
         "to_ods": result.party.ods_code if result.party else None,
     }
     if result.refusal is not None:
-        request.app[LOG].info(
-            Event.PROVIDER_REFUSED,
-            status=result.status,
-            reason=result.refusal.token,
-            detail=result.refusal.detail,
-            outcome="refused",
-            **fields,
-        )
-        return fhir_response(request, provider_outcome(result.refusal), result.status)
+        # The provider answers a refusal with the refusal's own status.
+        return refused(request, Event.PROVIDER_REFUSED, result.refusal, fields, provider_outcome)
     assert result.resource is not None
     request.app[LOG].info(
         Event.PROVIDER_ANSWERED, status=result.status, outcome="answered", **fields

@@ -38,11 +38,6 @@ def fhir_response(
     return response
 
 
-def outcome_response(request: web.Request, refusal: Refusal) -> web.Response:
-    """The OperationOutcome for ``refusal``, as the SSP words it."""
-    return fhir_response(request, operation_outcome(refusal), refusal.status)
-
-
 def refused(
     request: web.Request,
     event: Event,
