@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import orjson
 import typer
 import uvloop
 from pydantic import ValidationError
@@ -29,7 +30,8 @@ T = TypeVar("T")
 # Exit codes beside 0: 1 the command ran and found a failure, 2 bad input or configuration.
 UNAVAILABLE = 3  # a service or port the command needs is not there
 ANNOUNCE_AFTER_S = 2.0
-err = Console(stderr=True)
+# Messages are lines, never wrapped mid-word or mid-URL, on a terminal or not.
+err = Console(stderr=True, soft_wrap=True)
 # Wide enough for any row: piped output is data, never truncated or wrapped.
 PIPED_WIDTH = 100_000
 
@@ -37,6 +39,11 @@ PIPED_WIDTH = 100_000
 def stdout() -> Console:
     """Standard output: the terminal's width, or as wide as the data when piped."""
     return Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
+
+
+def print_json(data: Any) -> None:
+    """``data`` as indented JSON on standard output, for scripts."""
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
 BrokerOpt = Annotated[
@@ -90,7 +97,7 @@ def settings_from(**flags: Any) -> Settings:
     A bad value ends the command with one line per problem and exit code 2; an MHS_*
     variable that is no setting gets a warning line."""
     for line in unknown_variables(os.environ):
-        err.print(f"[yellow]warning[/yellow]: {line}", soft_wrap=True, highlight=False)
+        err.print(f"[yellow]warning[/yellow]: {line}", highlight=False)
     overrides = {k: v for k, v in flags.items() if v is not None}
     try:
         return Settings(**overrides)
@@ -98,11 +105,7 @@ def settings_from(**flags: Any) -> Settings:
         for item in error.errors(include_url=False):
             name = ".".join(str(p) for p in item["loc"])
             where = f"MHS_{name.upper()}" + (f" / {FLAGS[name]}" if name in FLAGS else "")
-            err.print(
-                f"[red]configuration error[/red]: {where}: {item['msg']}",
-                soft_wrap=True,
-                highlight=False,
-            )
+            err.print(f"[red]configuration error[/red]: {where}: {item['msg']}", highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -167,5 +170,5 @@ def run_roles(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return run(coro)
     except (BrokerUnavailable, StateError, PortUnavailable) as error:
-        err.print(f"[red]cannot start[/red]: {error}", soft_wrap=True, highlight=False)
+        err.print(f"[red]cannot start[/red]: {error}", highlight=False)
         raise typer.Exit(UNAVAILABLE) from None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,7 +10,7 @@ import orjson
 import typer
 from rich.table import Table
 
-from mhs.cli.common import settings_from, stdout
+from mhs.cli.common import print_json, settings_from, stdout
 from mhs.settings import Settings
 
 
@@ -47,7 +46,7 @@ def config(
     origin = sources(settings, flags)
     if json_output:
         body = {"settings": values, "sources": origin} if show else {"ok": True}
-        sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+        print_json(body)
         return
     if not show:
         from_env = sum(1 for where in origin.values() if where == "env")

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
-import orjson
 import typer
-from pydantic import ValidationError
 from rich.table import Table
 from rich.text import Text
 
 from mhs.broker import BrokerError
 from mhs.broker.factory import broker_for
-from mhs.cli.common import JsonOpt, err, stdout
+from mhs.cli.common import JsonOpt, err, print_json, settings_from, stdout
 from mhs.reliability.dead_letters import DeadLetter, DeadLetters
-from mhs.settings import Settings
 
 app = typer.Typer(
     help="The dead-letter queue: list, show and replay messages that could not be delivered.",
@@ -32,11 +28,7 @@ BrokerOpt = Annotated[
 
 
 def _with_dead_letters(broker_url: str | None, work: Callable[[DeadLetters], Awaitable[T]]) -> T:
-    try:
-        settings = Settings(broker_url=broker_url) if broker_url else Settings()
-    except ValidationError as error:
-        err.print(f"[red]configuration error[/red]: {error.errors(include_url=False)[0]['msg']}")
-        raise typer.Exit(2) from None
+    settings = settings_from(broker_url=broker_url)
     if settings.broker_url is None:
         err.print(
             "[red]no broker[/red]: the embedded broker lives inside the process that runs "
@@ -67,10 +59,6 @@ def _when(epoch: float | None) -> str:
     return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="seconds")
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
-
-
 @app.command("list")
 def list_cmd(
     broker: BrokerOpt = None,
@@ -84,7 +72,7 @@ def list_cmd(
 
     depth, entries = _with_dead_letters(broker, work)
     if json_output:
-        _print_json({"depth": depth, "messages": [e.summary() for e in entries]})
+        print_json({"depth": depth, "messages": [e.summary() for e in entries]})
         return
     table = Table(title=f"Dead-letter queue: {depth} message{'s' if depth != 1 else ''}")
     table.add_column("message id", no_wrap=True, min_width=36)
@@ -132,7 +120,7 @@ def show_cmd(
             item["body"] = e.body.decode("utf-8", errors="replace")
         shown.append(item)
     if json_output:
-        _print_json(shown if len(shown) > 1 else shown[0])
+        print_json(shown if len(shown) > 1 else shown[0])
         return
     out = stdout()
     for item in shown:
@@ -171,7 +159,7 @@ def replay_cmd(
 
     count = _with_dead_letters(broker, work)
     if json_output:
-        _print_json({"replayed": count})
+        print_json({"replayed": count})
     else:
         stdout().print(f"replayed {count} message{'s' if count != 1 else ''}")
     if message_id is not None and count == 0:

@@ -50,7 +50,7 @@ def _admin(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[i
         raw = error.read()
         status = error.code
     except (urllib.error.URLError, OSError) as error:
-        err.print(f"[red]cannot reach the Spine proxy at {url}[/red]: {error}", soft_wrap=True)
+        err.print(f"[red]cannot reach the Spine proxy at {url}[/red]: {error}")
         raise typer.Exit(1) from None
     try:
         return status, orjson.loads(raw) if raw else None
@@ -79,11 +79,11 @@ def parse_delay(spec: str) -> Any:
 
 def _print_problems(body: Any) -> None:
     if isinstance(body, dict):
-        err.print(f"[red]{body.get('error', 'refused')}[/red]", soft_wrap=True)
+        err.print(f"[red]{body.get('error', 'refused')}[/red]")
         for problem in body.get("problems", []):
-            err.print(f"  {problem['field']}: {problem['problem']}", soft_wrap=True)
+            err.print(f"  {problem['field']}: {problem['problem']}")
     else:
-        err.print(f"[red]{body}[/red]", soft_wrap=True)
+        err.print(f"[red]{body}[/red]")
 
 
 StatusOpt = Annotated[

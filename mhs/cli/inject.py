@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import aiohttp
-import orjson
 import typer
 from aiolimiter import AsyncLimiter
 
-from mhs.cli.common import directory_for, err, progress_bar, run, settings_from, stdout
+from mhs.cli.common import directory_for, err, print_json, progress_bar, run, settings_from, stdout
 from mhs.cli.shots import Addressing, InjectError, Plan, Shot, Target, plan_shots
 from mhs.ebxml import (
     classify_reply,
@@ -163,14 +162,14 @@ def inject(
             seed=seed,
         )
     except InjectError as error:
-        err.print(f"[red]cannot inject[/red]: {error}", soft_wrap=True)
+        err.print(f"[red]cannot inject[/red]: {error}")
         raise typer.Exit(2) from None
     # A line per message (with its id) for files and small runs; load gets a count a second.
     per_message = bool(paths) or (plan.total is not None and plan.total <= PER_MESSAGE_MAX)
     tally = _run_with_progress(plan, _urls(settings, outbound, inbound), per_message)
     result = tally.sending_summary()
     if json_output:
-        sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+        print_json(result)
     else:
         _print_summary(result)
     raise typer.Exit(0 if result["accepted"] == result["sent"] and result["sent"] else 1)
@@ -183,7 +182,7 @@ def _run_with_progress(plan: Plan, urls: dict[Target, str], per_message: bool) -
             send_all(
                 plan,
                 urls,
-                lambda line: err.print(line, markup=False, highlight=False, soft_wrap=True),
+                lambda line: err.print(line, markup=False, highlight=False),
             )
         )
     if sys.stderr.isatty():

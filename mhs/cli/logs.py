@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mhs.cli.common import stdout
+from mhs.cli.common import print_json, stdout
 from mhs.observe.events import Event
 from mhs.observe.latency import latency
 
@@ -205,7 +205,7 @@ def summary(
         with path.open("rb") as lines:
             result = summarise(lines)
     if json_output:
-        sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+        print_json(result)
         return
     _print(result)
 

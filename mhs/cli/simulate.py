@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import orjson
 import typer
 
 from mhs.cli.common import (
@@ -14,6 +13,7 @@ from mhs.cli.common import (
     TopologyOpt,
     announced_start,
     directory_for,
+    print_json,
     progress_bar,
     run_roles,
     settings_from,
@@ -72,7 +72,7 @@ def simulate(
     ok = succeeded(summary)
     summary["ok"] = ok
     if json_output:
-        sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+        print_json(summary)
     else:
         _print_summary(summary)
     raise typer.Exit(0 if ok else 1)

@@ -3,7 +3,6 @@ recipient (``GET /messages/{message_id}``, authenticated with the instance's cre
 
 from __future__ import annotations
 
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -13,7 +12,7 @@ import orjson
 import typer
 from rich.table import Table
 
-from mhs.cli.common import directory_for, err, settings_from, stdout
+from mhs.cli.common import directory_for, err, print_json, settings_from, stdout
 from mhs.directory import Directory
 
 # What each step shows beside its time, role and event, in this order.
@@ -75,11 +74,11 @@ def status(
     base = (outbound or f"http://{host}:{settings.outbound_port}").rstrip("/")
     code, body = _get(f"{base}/messages/{message_id}", credential)
     if code != 200:
-        err.print(f"[red]{code}[/red] {body.decode(errors='replace')}", soft_wrap=True)
+        err.print(f"[red]{code}[/red] {body.decode(errors='replace')}")
         raise typer.Exit(1)
     timeline = orjson.loads(body)
     if json_output:
-        sys.stdout.write(orjson.dumps(timeline, option=orjson.OPT_INDENT_2).decode() + "\n")
+        print_json(timeline)
         return
     _print(timeline)
 
@@ -105,7 +104,7 @@ def _get(url: str, credential: str) -> tuple[int, bytes]:
     except urllib.error.HTTPError as error:
         return error.code, error.read()
     except (urllib.error.URLError, OSError) as error:
-        err.print(f"[red]cannot reach the outbound MHS at {url}[/red]: {error}", soft_wrap=True)
+        err.print(f"[red]cannot reach the outbound MHS at {url}[/red]: {error}")
         raise typer.Exit(1) from None
 
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Any
 
-import orjson
 import typer
 from rich.table import Table
 
-from mhs.cli.common import TopologyOpt, directory_for, settings_from, stdout
+from mhs.cli.common import TopologyOpt, directory_for, print_json, settings_from, stdout
 
 
 def topology(
@@ -46,7 +44,7 @@ def topology(
         ],
     }
     if json_output:
-        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+        print_json(data)
         return
     table = Table(title=f"Topology {directory.source}")
     for column in ("mhs", "name", "ODS", "ASID", "party key", "interactions"):
