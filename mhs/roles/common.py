@@ -70,8 +70,8 @@ def create_role_app(
 
     A role that ``uses_broker=False`` neither connects one nor reports on it. ``/metrics``
     serves the role's own registry (mhs.observe.metrics); a role adds gauges through
-    ``app[METRICS]``
-    (for example ``app[METRICS].track_in_flight(...)``) once its start-up has begun.
+    ``app[METRICS]`` (for example ``app[METRICS].track_in_flight(...)``) once its
+    start-up has begun.
     """
     app = web.Application(client_max_size=settings.max_request_bytes)
     app[ROLE] = role
