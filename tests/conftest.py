@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
@@ -10,7 +11,24 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.rabbitmq import delete_queues, suite_queues
+
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+_queues_before: set[str] = set()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _queues_before.update(suite_queues())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Delete the queues this session left (a test that failed half-way, reply queues not
+    yet expired), so that runs in a row do not slow RabbitMQ down."""
+    url = os.environ.get("MHS_TEST_BROKER_URL", DEFAULT_BROKER_URL)
+    left = suite_queues() - _queues_before
+    if left and _broker_reachable(url):
+        asyncio.run(delete_queues(url, left))
 
 
 def _broker_reachable(url: str) -> bool:

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.rabbitmq import left_behind
+
 MHS = [sys.executable, "-m", "mhs"]
 ROOT = Path(__file__).parents[1]
 
@@ -34,8 +36,17 @@ def run(
 
 
 @pytest.mark.rabbitmq
-def test_simulate_on_rabbitmq_loses_and_duplicates_nothing(rabbitmq_url: str) -> None:
-    result = run("simulate", "--json", "--broker", rabbitmq_url, "--messages", "600")
+def test_simulate_on_rabbitmq_loses_and_duplicates_nothing(rabbitmq_url: str, unique: str) -> None:
+    prefix = f"test-{unique}."
+    result = run(
+        "simulate",
+        "--json",
+        "--broker",
+        rabbitmq_url,
+        "--messages",
+        "600",
+        env={"MHS_QUEUE_PREFIX": prefix},
+    )
     assert result.returncode == 0, result.stderr[-2000:] + result.stdout[-2000:]
     summary = json.loads(result.stdout)
     assert summary["ok"] is True
@@ -50,6 +61,8 @@ def test_simulate_on_rabbitmq_loses_and_duplicates_nothing(rabbitmq_url: str) ->
     assert summary["retried"] > 0  # the proxy failed some first attempts
     for key in ("p50_ms", "p99_ms", "messages_per_s"):
         assert summary[key] > 0
+    # Nothing of the run is left on the broker but the replicas' reply queues, which expire.
+    assert left_behind(prefix) == []
 
 
 def test_simulate_on_the_embedded_broker() -> None:

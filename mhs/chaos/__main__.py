@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated
 
-import orjson
 import typer
 
 from mhs.chaos.cluster import ChaosConfig
 from mhs.chaos.rabbit import RabbitCtlError, rabbitmqctl
 from mhs.chaos.run import PHASES, ChaosOptions, chaos
+from mhs.cli.common import print_json
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -57,11 +56,20 @@ def main(  # noqa: PLR0917 - Typer reads the options from the parameters
         if not json_output:
             typer.echo(line, err=True)
 
-    summary = asyncio.run(chaos(config, options, say))
+    try:
+        summary = asyncio.run(chaos(config, options, say))
+    except KeyboardInterrupt:
+        if not keep_logs:
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    except Exception:
+        typer.echo(f"chaos stopped on an error; the roles' logs are in {workdir}", err=True)
+        raise
+    # A failed run keeps its logs, and says where (summary["logs"]).
     if summary["ok"] and not keep_logs:
         shutil.rmtree(workdir, ignore_errors=True)
         summary["logs"] = None
-    sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+    print_json(summary)
     raise typer.Exit(0 if summary["ok"] else 1)
 
 

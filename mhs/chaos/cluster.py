@@ -26,6 +26,7 @@ from mhs.chaos.rabbit import close_connections
 from mhs.chaos.tap import Tap
 from mhs.directory import Directory, load_topology
 from mhs.directory.loader import DEFAULT_TOPOLOGY
+from mhs.messages.queues import namespace_queues
 from mhs.settings import Settings
 
 # Retry rules that finish in seconds under faults: two interactions retry in the worker,
@@ -200,19 +201,9 @@ class ChaosCluster:
         ):
             response.raise_for_status()
 
-    def queues(self) -> list[str]:
-        """Every queue this run can have made."""
-        settings = self.settings
-        names = [settings.inbound_queue(p.asid) for p in self.directory.parties]
-        names += [settings.outbound_queue, settings.dead_letter_queue]
-        for interaction in self.directory.interactions.values():
-            interval = interaction.reliability.retry_interval.total_seconds()
-            names.append(settings.delay_queue(max(1, round(interval * 1000))))
-        return names
-
     async def remove_traces(self, broker: Broker) -> None:
         """Delete this run's queues and state keys."""
-        for queue in self.queues():
+        for queue in namespace_queues(self.settings, self.directory):
             await broker.delete_queue(queue)
         client = aioredis.Redis.from_url(self.config.state_url)
         try:

@@ -9,6 +9,8 @@ dead-letter queue) and the delay queues (each a TTL that dead-letters back to ou
 from __future__ import annotations
 
 from mhs.broker import Broker
+from mhs.directory import Directory
+from mhs.reliability.policy import Retry
 from mhs.settings import Settings
 
 DEAD_LETTER_DELIVERY_LIMIT = 1_000_000
@@ -42,3 +44,20 @@ async def declare_known(broker: Broker, settings: Settings, name: str) -> None:
         await declare_delay(broker, settings, int(name[len(delay_prefix) :]))
         return
     await broker.declare_queue(name)
+
+
+def namespace_queues(settings: Settings, directory: Directory) -> list[str]:
+    """Every queue the roles can declare for ``directory`` in ``settings``' namespace: what a
+    tool that gives one run a namespace of its own deletes afterwards. Each outbound
+    replica's reply queue is not listed: RabbitMQ deletes it once unused (``x-expires``)."""
+    names = [settings.inbound_queue(party.asid) for party in directory.parties]
+    names += [
+        settings.outbound_queue,
+        settings.dead_letter_queue,
+        settings.unclaimed_replies_queue,
+    ]
+    intervals = {
+        i.reliability.retry_interval.total_seconds() for i in directory.interactions.values()
+    }
+    names += [settings.delay_queue(Retry(s, in_process=False).delay_ms) for s in sorted(intervals)]
+    return names

@@ -14,6 +14,7 @@ import aiohttp
 from mhs.broker import Broker, Delivery
 from mhs.broker.factory import broker_for
 from mhs.directory import Directory
+from mhs.messages.queues import namespace_queues
 from mhs.runner import Cluster
 from mhs.settings import Settings
 from mhs.simulate.plan import Planned, plan_traffic
@@ -148,10 +149,8 @@ async def simulate(
             last = max([*timing.arrived_at.values(), started])
     finally:
         await observer.stop()
-        for queue in queues:
+        for queue in namespace_queues(settings, directory):
             await client.delete_queue(queue)
-        await client.delete_queue(settings.outbound_queue)
-        await client.delete_queue(settings.dead_letter_queue)
         if cluster.shared_broker is None:
             await client.stop()
         await cluster.stop()

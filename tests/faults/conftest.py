@@ -3,8 +3,6 @@ on the real RabbitMQ and Redis, with everything they leave behind removed."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from pathlib import Path
@@ -76,15 +74,6 @@ async def harness(harness_factory: Callable[..., Any]) -> AsyncIterator[HarnessM
         for interaction in h.directory.interactions.values():
             interval = interaction.reliability.retry_interval.total_seconds()
             await h.broker.delete_queue(h.settings.delay_queue(max(1, round(interval * 1000))))
-
-
-def require_rabbitmqctl() -> None:
-    """rabbitmqctl closes connections from the server side; CI (MHS_REQUIRE_BROKER=1) has it."""
-    if shutil.which("rabbitmqctl") is None:
-        message = "rabbitmqctl is not installed here"
-        if os.environ.get("MHS_REQUIRE_BROKER") == "1":
-            pytest.fail(message + " (MHS_REQUIRE_BROKER=1)")
-        pytest.skip(message)
 
 
 class Processes:

@@ -20,8 +20,9 @@ from mhs.chaos.run import ChaosOptions, Sender, chaos
 from mhs.chaos.tap import TapFaults
 from mhs.simulate.plan import Planned, plan_traffic
 from tests.broker.support import eventually
+from tests.rabbitmq import left_behind, require_rabbitmqctl
 
-from .conftest import Processes, ProcessesMaker, require_rabbitmqctl
+from .conftest import Processes, ProcessesMaker
 from .network import Link
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.redis]
@@ -179,8 +180,9 @@ async def test_a_short_chaos_run_through_every_fault_keeps_every_invariant(
     rabbitmq_url: str, redis_url: str, tmp_path: Path, unique: str
 ) -> None:
     require_rabbitmqctl()
+    config = ChaosConfig(rabbitmq_url, redis_url, workdir=tmp_path / "chaos", run_id=unique)
     summary = await chaos(
-        ChaosConfig(rabbitmq_url, redis_url, workdir=tmp_path / "chaos", run_id=unique),
+        config,
         # 40 messages a phase, ~60 acknowledged first time in the two phases that drop
         # acks: at the default 5 % share about one short run in twenty dropped none (and
         # failed); at 20 % about one in a hundred thousand.
@@ -202,3 +204,5 @@ async def test_a_short_chaos_run_through_every_fault_keeps_every_invariant(
     assert sum(summary["observed"]["proxy_faults_injected"].values()) > 0
     assert summary["observed"]["duplicates_dropped_at_inbound"] > 0
     assert set(summary["graceful_exit_codes"].values()) == {0}
+    # Nothing of the run is left on the broker but the replicas' reply queues, which expire.
+    assert left_behind(config.queue_prefix) == []
