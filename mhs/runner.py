@@ -11,6 +11,7 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -70,21 +71,7 @@ class Cluster:
         settings = self.settings
         try:
             if "inbound" in roles:
-                served = settings.local_mhs or self.directory.hosted_mhs.name
-                for name in (served, *extra_inbound):
-                    app = create_inbound_app(
-                        settings, self.directory, broker=self.shared_broker, mhs_name=name
-                    )
-                    port = 0 if self.ephemeral_ports or name != served else settings.inbound_port
-                    url = await self._run(
-                        f"inbound:{name}" if name != served else "inbound", app, port
-                    )
-                    if self.ephemeral_ports:
-                        overrides = {
-                            **settings.endpoint_overrides,
-                            name: url + "/reliablemessaging",
-                        }
-                        settings = settings.model_copy(update={"endpoint_overrides": overrides})
+                settings = await self._start_inbound(settings, extra_inbound)
             served_mhs = self.directory.mhs(settings.local_mhs or self.directory.hosted_mhs.name)
             # A topology without GP Connect endpoints has no provider to run.
             if "gp-provider" in roles and served_mhs is not None and served_mhs.gpconnect_endpoint:
@@ -117,7 +104,32 @@ class Cluster:
             raise
         self.settings = settings
 
-    async def _run(self, role: str, app: web.Application, port: int) -> str:
+    async def _start_inbound(self, settings: Settings, extra: Sequence[str]) -> Settings:
+        """The inbound MHS this deployment serves, then ``extra`` ones: each on its own
+        endpoint's port (ephemeral ports: any port, and the endpoint follows it)."""
+        served = settings.local_mhs or self.directory.hosted_mhs.name
+        for name in (served, *extra):
+            app = create_inbound_app(
+                settings, self.directory, broker=self.shared_broker, mhs_name=name
+            )
+            if name == served:
+                url = await self._run("inbound", app, settings.inbound_port)
+            else:
+                endpoint = urlsplit(endpoint_of(settings, self.directory, name))
+                url = await self._run(
+                    f"inbound:{name}",
+                    app,
+                    endpoint.port or (443 if endpoint.scheme == "https" else 80),
+                    setting=f"MHS_REMOTE_INBOUND_PORT (or MHS {name}'s endpoint in the topology)",
+                )
+            if self.ephemeral_ports:
+                overrides = {**settings.endpoint_overrides, name: url + "/reliablemessaging"}
+                settings = settings.model_copy(update={"endpoint_overrides": overrides})
+        return settings
+
+    async def _run(
+        self, role: str, app: web.Application, port: int, *, setting: str | None = None
+    ) -> str:
         runner = web.AppRunner(
             app,
             shutdown_timeout=self.settings.shutdown_timeout_s,
@@ -132,7 +144,8 @@ class Cluster:
         try:
             await site.start()
         except OSError as error:
-            setting = "MHS_" + role.split(":", maxsplit=1)[0].replace("-", "_").upper() + "_PORT"
+            own = role.partition(":")[0].replace("-", "_").upper()
+            setting = setting or f"MHS_{own}_PORT"
             raise PortUnavailable(
                 f"{role} cannot listen on {self.settings.host}:{port} "
                 f"({str(error.strerror or error).split(': ')[-1]}): set {setting} to a free port"
@@ -149,6 +162,26 @@ class Cluster:
         if self.shared_broker is not None:
             await self.shared_broker.stop()
             self.shared_broker = None
+
+
+def endpoint_of(settings: Settings, directory: Directory, mhs: str) -> str:
+    """The effective inbound URL of MHS ``mhs`` (topology filled from the ports, override)."""
+    entry = directory.mhs(mhs)
+    if entry is None:
+        raise ValueError(f"no MHS named {mhs!r} in {directory.source}")
+    return settings.endpoint_of(mhs, entry.endpoint)
+
+
+def local_others(settings: Settings, directory: Directory) -> list[str]:
+    """The topology's other MHSs whose endpoints are on this host: ``serve all`` serves
+    their inbound MHS too, so messages to their practices arrive rather than fail."""
+    here = {"127.0.0.1", "localhost", "::1", settings.reachable_host}
+    return [
+        m.name
+        for m in directory.topology.mhs
+        if m.name != (settings.local_mhs or directory.hosted_mhs.name)
+        and urlsplit(endpoint_of(settings, directory, m.name)).hostname in here
+    ]
 
 
 class PortUnavailable(OSError):

@@ -9,7 +9,10 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mhs.directory.addresses import LocalAddresses
+
 RetryCountMode = Literal["retries", "attempts"]
+_LOCAL = LocalAddresses()
 
 
 class Settings(BaseSettings):
@@ -26,14 +29,24 @@ class Settings(BaseSettings):
         default=None, description="the MHS the inbound role serves (default: the hosted one)"
     )
 
-    host: str = "127.0.0.1"
+    host: str = Field(default=_LOCAL.host, description="the address every role listens on")
     outbound_port: int = Field(default=8080, ge=0, le=65535)
     spine_proxy_port: int = Field(default=8081, ge=0, le=65535)
-    inbound_port: int = Field(default=8082, ge=0, le=65535)
+    inbound_port: int = Field(default=_LOCAL.inbound_port, ge=0, le=65535)
     worker_port: int = Field(default=8083, ge=0, le=65535, description="worker health port")
-    gp_provider_port: int = Field(default=8085, ge=0, le=65535)
+    gp_provider_port: int = Field(default=_LOCAL.gp_provider_port, ge=0, le=65535)
+    remote_inbound_port: int = Field(
+        default=_LOCAL.remote_inbound_port,
+        ge=0,
+        le=65535,
+        description="where `serve all` runs the inbound MHS of the topology's other MHS",
+    )
 
-    spine_proxy_url: str = Field(default="http://127.0.0.1:8081", pattern=r"^https?://")
+    spine_proxy_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="where workers send (default: this host's spine_proxy_port)",
+    )
     endpoint_overrides: dict[str, str] = Field(
         default_factory=dict,
         description="MHS name -> inbound URL, replacing the topology's registered endpoint",
@@ -156,6 +169,38 @@ class Settings(BaseSettings):
     def tls(self) -> bool:
         """Whether TLS mutual authentication is on."""
         return self.tls_cert is not None
+
+    @property
+    def reachable_host(self) -> str:
+        """The address to reach this host's roles at (``host``, unless it is a wildcard)."""
+        return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+
+    @property
+    def local_addresses(self) -> LocalAddresses:
+        """What a topology's endpoint templates are filled with (mhs.directory.addresses)."""
+        return LocalAddresses(
+            scheme="https" if self.tls else "http",
+            host=self.reachable_host,
+            inbound_port=self.inbound_port,
+            remote_inbound_port=self.remote_inbound_port,
+            gp_provider_port=self.gp_provider_port,
+        )
+
+    @property
+    def proxy_url(self) -> str:
+        """Where workers and the outbound MHS reach the Spine proxy, without a trailing /."""
+        if self.spine_proxy_url:
+            return self.spine_proxy_url.rstrip("/")
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self.reachable_host}:{self.spine_proxy_port}"
+
+    def endpoint_of(self, mhs: str, registered: str) -> str:
+        """The inbound URL of MHS ``mhs``: its override, else the topology's (registered)."""
+        return self.endpoint_overrides.get(mhs, registered)
+
+    def gpconnect_of(self, mhs: str, registered: str | None) -> str | None:
+        """The GP Connect base URL of MHS ``mhs``: its override, else the topology's."""
+        return self.gpconnect_overrides.get(mhs, registered)
 
     def queue(self, name: str) -> str:
         """A queue name in this deployment's namespace."""

@@ -83,7 +83,7 @@ async def inject(args: argparse.Namespace) -> int:
     settings = Settings()
     if settings.broker_url is None:
         raise SystemExit("inject-queue: set MHS_BROKER_URL (the embedded broker lives in-process)")
-    directory = load_topology(settings.topology)
+    directory = load_topology(settings.topology, settings.local_addresses)
     sender, recipient = party(directory, args.sender), party(directory, args.recipient)
     if args.target == "outbound" and not sender.hosted:
         raise SystemExit(f"inject-queue: {sender.asid} is not hosted here: it cannot send")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mhs.broker import Broker, BrokerError
+from mhs.broker.factory import create_broker
 from tests.rabbitmq import left_behind
 
 MHS = [sys.executable, "-m", "mhs"]
@@ -135,6 +138,32 @@ def test_a_misspelt_variable_is_warned_about_with_the_nearest_setting() -> None:
     )
 
 
+def _wait_for_messages(url: str, queues: list[str], within_s: float = 20) -> list[int]:
+    """How many messages each queue holds, once each holds one or ``within_s`` is up."""
+
+    async def depths() -> list[int]:
+        broker = create_broker(url, connection_name="mhs-test-client")
+        await broker.start()
+        try:
+            deadline = time.monotonic() + within_s
+            while True:
+                found = [await _depth(broker, queue) for queue in queues]
+                if all(found) or time.monotonic() > deadline:
+                    return found
+                await asyncio.sleep(0.2)
+        finally:
+            await broker.stop()
+
+    return asyncio.run(depths())
+
+
+async def _depth(broker: Broker, queue: str) -> int:
+    try:
+        return await broker.queue_depth(queue)
+    except BrokerError:  # not declared yet
+        return 0
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -143,20 +172,28 @@ def _free_port() -> int:
 
 
 @pytest.mark.rabbitmq
-def test_serve_all_is_ready_healthchecks_and_stops_on_sigterm(
+def test_serve_all_on_moved_ports_delivers_to_both_mhs_and_stops_on_sigterm(
     rabbitmq_url: str, unique: str
 ) -> None:
-    ports = {
-        name: _free_port()
-        for name in ("OUTBOUND", "SPINE_PROXY", "INBOUND", "WORKER", "GP_PROVIDER")
-    }
+    roles = ("OUTBOUND", "SPINE_PROXY", "INBOUND", "WORKER", "GP_PROVIDER", "REMOTE_INBOUND")
+    ports = {name: _free_port() for name in roles}
+    # Only the ports move: the endpoints and the proxy URL follow them, no overrides.
     env = {f"MHS_{name}_PORT": str(port) for name, port in ports.items()}
     env.update(
         MHS_BROKER_URL=rabbitmq_url,
         MHS_QUEUE_PREFIX=f"test-{unique}.",
-        MHS_SPINE_PROXY_URL=f"http://127.0.0.1:{ports['SPINE_PROXY']}",
         MHS_SHUTDOWN_TIMEOUT_S="3",
     )
+    shown = json.loads(run("topology", "--json", env=env).stdout)["endpoints"]
+    assert shown["spine_proxy"] == f"http://127.0.0.1:{ports['SPINE_PROXY']}"
+    assert [(m["name"], m["endpoint"], m["gpconnect_endpoint"]) for m in shown["mhs"]] == [
+        (
+            "datacentre",
+            f"http://127.0.0.1:{ports['INBOUND']}/reliablemessaging",
+            f"http://127.0.0.1:{ports['GP_PROVIDER']}",
+        ),
+        ("remote", f"http://127.0.0.1:{ports['REMOTE_INBOUND']}/reliablemessaging", None),
+    ]
     proc = subprocess.Popen(
         [*MHS, "serve", "all"],
         cwd=ROOT,
@@ -175,12 +212,32 @@ def test_serve_all_is_ready_healthchecks_and_stops_on_sigterm(
             raise AssertionError("serve all never became ready")
         with urllib.request.urlopen(f"http://127.0.0.1:{ports['WORKER']}/readyz") as response:
             assert json.loads(response.read())["status"] == "ready"
+        # One message to a hosted practice, one to the other MHS's: both arrive.
+        for recipient in ("A80002", "B80001"):
+            sent = run("inject", "--from", "A80001", "--to", recipient, env=env, timeout=30)
+            assert sent.returncode == 0, sent.stderr
+        arrived = _wait_for_messages(
+            rabbitmq_url,
+            [f"test-{unique}.inbound.918000000002", f"test-{unique}.inbound.928000000001"],
+        )
+        assert arrived == [1, 1]
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=20)
         assert proc.returncode == 0
-        events = [json.loads(line)["event"] for line in out.splitlines() if line.startswith("{")]
-        assert events.count("role.started") == 5
-        assert events.count("role.stopping") == 5
+        started = [
+            json.loads(line)["role"]
+            for line in out.splitlines()
+            if line.startswith("{") and json.loads(line)["event"] == "role.started"
+        ]
+        # The hosted MHS's inbound and the remote MHS's.
+        assert sorted(started) == [
+            "gp-provider",
+            "inbound",
+            "inbound",
+            "outbound",
+            "spine-proxy",
+            "worker",
+        ]
     finally:
         if proc.poll() is None:
             proc.kill()

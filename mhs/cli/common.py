@@ -119,9 +119,10 @@ def directory_for(settings: Settings, instances: int | None = None) -> Directory
         return Directory(
             generate_topology(hosted=instances, remote=max(2, instances // 4)),
             source=f"<generated: {instances} hosted instances>",
+            addresses=settings.local_addresses,
         )
     try:
-        return load_topology(settings.topology)
+        return load_topology(settings.topology, settings.local_addresses)
     except TopologyError as error:
         err.print(f"[red]topology error[/red]\n{error}")
         raise typer.Exit(2) from None

@@ -33,7 +33,7 @@ DISTRIBUTIONS = {
 def _proxy_url(proxy: str | None) -> str:
     if proxy:
         return proxy.rstrip("/")
-    return settings_from().spine_proxy_url.rstrip("/")
+    return settings_from().proxy_url
 
 
 def _admin(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:

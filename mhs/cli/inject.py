@@ -87,7 +87,7 @@ async def send_all(plan: Plan, urls: dict[Target, str], report: Any) -> Tally:
 
 
 def _urls(settings: Settings, outbound: str | None, inbound: str | None) -> dict[Target, str]:
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
+    host = settings.reachable_host
     return {
         "outbound": (outbound or f"http://{host}:{settings.outbound_port}").rstrip("/") + "/",
         "inbound": inbound or f"http://{host}:{settings.inbound_port}/reliablemessaging",

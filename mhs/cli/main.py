@@ -28,7 +28,7 @@ from mhs.cli.simulate import simulate as simulate_cmd
 from mhs.cli.status import status as status_cmd
 from mhs.cli.topology import topology as topology_cmd
 from mhs.observe.logs import configure_logging
-from mhs.runner import ROLES, Cluster, RoleName, wait_for_stop_signal
+from mhs.runner import ROLES, Cluster, RoleName, local_others, wait_for_stop_signal
 from mhs.tls import client_context
 
 app = typer.Typer(
@@ -72,7 +72,8 @@ def serve(
     async def main() -> None:
         cluster = Cluster(settings, directory)
         async with announced_start(settings) as started:
-            await cluster.start(chosen, workers=workers)
+            extra = local_others(settings, directory) if "all" in roles else []
+            await cluster.start(chosen, workers=workers, extra_inbound=extra)
             started()
         try:
             await wait_for_stop_signal()
@@ -104,7 +105,7 @@ def healthcheck(
     if role != "all" and role not in ports:
         err.print(f"[red]unknown role {role!r}[/red]: choose from {', '.join(ports)}, all")
         raise typer.Exit(2)
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
+    host = settings.reachable_host
     tls = client_context(settings)
     if tls is not None:
         # The probe asks this host's own role by address, which the role's certificate

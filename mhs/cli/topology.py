@@ -22,6 +22,19 @@ def topology(
     directory = directory_for(settings, instances)
     data: dict[str, Any] = {
         "source": directory.source,
+        # Effective: templates filled from the ports, overrides applied.
+        "endpoints": {
+            "spine_proxy": settings.proxy_url,
+            "mhs": [
+                {
+                    "name": m.name,
+                    "hosted": m.hosted,
+                    "endpoint": settings.endpoint_of(m.name, m.endpoint),
+                    "gpconnect_endpoint": settings.gpconnect_of(m.name, m.gpconnect_endpoint),
+                }
+                for m in directory.topology.mhs
+            ],
+        },
         "instances": [
             {
                 "name": p.name,
@@ -31,7 +44,7 @@ def topology(
                 "cpa_id": p.cpa_id,
                 "mhs": p.mhs,
                 "hosted": p.hosted,
-                "endpoint": p.endpoint,
+                "endpoint": settings.endpoint_of(p.mhs, p.endpoint),
                 "credential": directory.credential_for(p.asid),
                 "interactions": sorted(p.interactions),
             }
@@ -60,6 +73,10 @@ def topology(
         )
     out = stdout()
     out.print(table)
+    out.print(f"Spine proxy: {settings.proxy_url}")
+    for m in data["endpoints"]["mhs"]:
+        gpconnect = f", GP Connect {m['gpconnect_endpoint']}" if m["gpconnect_endpoint"] else ""
+        out.print(f"MHS {m['name']}: {m['endpoint']}{gpconnect}")
     out.print(
         f"{len(data['agreements'])} agreeing pairs; interactions: "
         + ", ".join(i["id"] for i in data["interactions"])

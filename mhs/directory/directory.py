@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from urllib.parse import urlsplit
 
+from mhs.directory.addresses import LocalAddresses
 from mhs.directory.model import Interaction, Mhs, Spine, Topology
 
 SPINE_MHS = "spine"
@@ -37,6 +38,19 @@ class Party:
         return interaction_id in self.interactions
 
 
+def _filled(topology: Topology, addresses: LocalAddresses) -> Topology:
+    """The topology with its endpoint templates filled (mhs.directory.addresses)."""
+    mhs = []
+    for entry in topology.mhs:
+        gpconnect = entry.gpconnect_endpoint
+        update = {
+            "endpoint": addresses.fill(entry.endpoint),
+            "gpconnect_endpoint": addresses.fill(gpconnect) if gpconnect else gpconnect,
+        }
+        mhs.append(entry.model_copy(update=update))
+    return topology.model_copy(update={"mhs": tuple(mhs)})
+
+
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
@@ -44,7 +58,14 @@ def _digest(token: str) -> bytes:
 class Directory:
     """Answers who is who: by credential, ASID, ODS code and party key."""
 
-    def __init__(self, topology: Topology, *, source: str = "<topology>") -> None:
+    def __init__(
+        self,
+        topology: Topology,
+        *,
+        source: str = "<topology>",
+        addresses: LocalAddresses | None = None,
+    ) -> None:
+        topology = _filled(topology, addresses or LocalAddresses())
         self.topology = topology
         self.source = source
         self._by_asid: dict[str, Party] = {}

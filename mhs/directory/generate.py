@@ -18,6 +18,8 @@ DEFAULT_TOPOLOGY_HEADER = """\
 # region of eight (agreement_groups) and not across regions. Spine itself receives its own
 # services (the SCR), answered by the Spine proxy. Credentials are for development only.
 # Copy this file, edit it and pass it with --topology FILE (or MHS_TOPOLOGY).
+# Endpoints name this host's ports ({inbound_port} is MHS_INBOUND_PORT, and so on; {scheme}
+# is https when MHS_TLS_* is set), so moving a port moves them; write a URL to pin one.
 """
 
 REGION_SIZE = 8
@@ -88,9 +90,9 @@ def generate_topology(
     remote: int = 8,
     *,
     shared_party_key: bool = False,
-    hosted_endpoint: str = "http://127.0.0.1:8082/reliablemessaging",
-    remote_endpoint: str = "http://127.0.0.1:8084/reliablemessaging",
-    hosted_gpconnect: str | None = "http://127.0.0.1:8085",
+    hosted_endpoint: str = "{scheme}://{host}:{inbound_port}/reliablemessaging",
+    remote_endpoint: str = "{scheme}://{host}:{remote_inbound_port}/reliablemessaging",
+    hosted_gpconnect: str | None = "{scheme}://{host}:{gp_provider_port}",
 ) -> Topology:
     """A supplier datacentre of ``hosted`` practices and a second MHS of ``remote`` ones.
 

@@ -10,6 +10,7 @@ import orjson
 import yaml
 from pydantic import ValidationError
 
+from mhs.directory.addresses import LocalAddresses
 from mhs.directory.directory import Directory
 from mhs.directory.model import Topology
 
@@ -55,8 +56,9 @@ def _problems(error: ValidationError, raw: Any, source: str) -> TopologyError:
     return TopologyError("\n".join(problems))
 
 
-def load_topology(path: Path | None = None) -> Directory:
-    """Load ``path`` (YAML or JSON), or the packaged default when None."""
+def load_topology(path: Path | None = None, addresses: LocalAddresses | None = None) -> Directory:
+    """Load ``path`` (YAML or JSON), or the packaged default when None; its endpoint
+    templates are filled from ``addresses`` (default: the default ports on 127.0.0.1)."""
     if path is None:
         text = resources.files("mhs.directory").joinpath(DEFAULT_TOPOLOGY).read_text()
         source = f"<packaged {DEFAULT_TOPOLOGY}>"
@@ -83,4 +85,4 @@ def load_topology(path: Path | None = None) -> Directory:
         topology = Topology.model_validate_json(blob)
     except ValidationError as error:
         raise _problems(error, orjson.loads(blob), source) from None
-    return Directory(topology, source=source)
+    return Directory(topology, source=source, addresses=addresses)

@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from mhs.directory.addresses import LocalAddresses
 from mhs.gpconnect.interactions import GPCONNECT_INTERACTIONS
 
 ASID_PATTERN = r"^[0-9]{12}$"
@@ -90,22 +91,39 @@ class Instance(_Strict):
     interactions: tuple[str, ...]
 
 
+def _url_template(value: object, pattern: str, what: str) -> object:
+    # Checked as it will be used: filled with the default addresses.
+    if not isinstance(value, str):
+        return value
+    filled = LocalAddresses().fill(value)
+    if not re.match(pattern, filled):
+        raise ValueError(f"{value!r} is not {what} (http:// or https://)")
+    return value
+
+
 class Mhs(_Strict):
     """A Message Handling Server: one inbound endpoint serving its instances."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     hosted: bool
-    endpoint: str = Field(pattern=r"^https?://")
+    endpoint: Annotated[
+        str, BeforeValidator(lambda value: _url_template(value, r"^https?://\S+$", "a URL"))
+    ] = Field(description="its inbound URL; may name {placeholders} (mhs.directory.addresses)")
     fqdn: str | None = Field(
         default=None,
         max_length=253,
         pattern=FQDN_PATTERN,
         description="the name on this MHS's TLS certificate (default: the endpoint's host)",
     )
-    gpconnect_endpoint: str | None = Field(
+    gpconnect_endpoint: Annotated[
+        str | None,
+        BeforeValidator(
+            lambda value: _url_template(value, BASE_URL_PATTERN, "a base URL without a trailing /")
+        ),
+    ] = Field(
         default=None,
-        pattern=BASE_URL_PATTERN,
-        description="base URL of its instances' GP Connect provider service roots",
+        description="base URL of its instances' GP Connect provider service roots; may name "
+        "{placeholders}",
     )
     party_key: str | None = Field(default=None, pattern=PARTY_KEY_PATTERN)
     instances: tuple[Instance, ...]

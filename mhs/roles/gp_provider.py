@@ -37,7 +37,7 @@ def create_gp_provider_app(
     served = directory.mhs(name) if name else directory.hosted_mhs
     if served is None:
         raise ValueError(f"MHS {name!r} is not in the topology {directory.source}")
-    base = settings.gpconnect_overrides.get(served.name, served.gpconnect_endpoint)
+    base = settings.gpconnect_of(served.name, served.gpconnect_endpoint)
     if base is None:
         raise ValueError(f"MHS {served.name!r} has no gpconnect_endpoint in {directory.source}")
     log = get_logger(ROLE).bind(mhs=served.name)

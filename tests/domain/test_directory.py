@@ -13,6 +13,7 @@ from mhs.directory import (
     load_topology,
     parse_topology,
 )
+from mhs.directory.addresses import LocalAddresses
 
 
 @pytest.fixture
@@ -42,7 +43,31 @@ def test_packaged_default_has_pairs_with_and_without_agreements(default: Directo
 
 def test_packaged_default_matches_the_generator(default: Directory) -> None:
     # The shipped file is what generate_topology() writes; they must not drift apart.
-    assert default.topology == generate_topology()
+    assert default.topology == Directory(generate_topology()).topology
+
+
+def test_endpoint_templates_follow_the_ports_and_plain_urls_stay(tmp_path: Path) -> None:
+    moved = LocalAddresses(
+        scheme="https", host="10.0.0.5", inbound_port=9082, remote_inbound_port=9084
+    )
+    directory = load_topology(None, moved)
+    hosted = directory.by_asid("918000000001")
+    remote = directory.by_asid("928000000001")
+    assert hosted is not None
+    assert remote is not None
+    assert hosted.endpoint == "https://10.0.0.5:9082/reliablemessaging"
+    assert hosted.gpconnect_endpoint == "https://10.0.0.5:8085"
+    assert hosted.fqdn == "10.0.0.5"
+    assert remote.endpoint == "https://10.0.0.5:9084/reliablemessaging"
+    # Without addresses: the default ports on 127.0.0.1.
+    assert load_topology().mhs("remote").endpoint == (  # type: ignore[union-attr]
+        "http://127.0.0.1:8084/reliablemessaging"
+    )
+    data = _raw()
+    data["mhs"][1]["endpoint"] = "https://mhs.remote.example/reliablemessaging"
+    pinned = load_topology(_write(tmp_path, data), moved).by_asid("928000000001")
+    assert pinned is not None
+    assert pinned.endpoint == "https://mhs.remote.example/reliablemessaging"
 
 
 def test_lookups(default: Directory) -> None:
@@ -135,6 +160,15 @@ def _write(tmp_path: Path, data: object, name: str = "topology.yaml") -> Path:
             "(Remote practice 1) has no party_key and the MHS has no shared party_key",
         ),
         (lambda d: d["mhs"][0].__setitem__("hosted", False), "no MHS is marked hosted: true"),
+        (
+            lambda d: d["mhs"][1].__setitem__("endpoint", "http://{host}:{inbound_prot}/rm"),
+            "mhs[1] (remote).endpoint: unknown placeholder {inbound_prot} in "
+            "'http://{host}:{inbound_prot}/rm': use {scheme}, {host}, {inbound_port}",
+        ),
+        (
+            lambda d: d["mhs"][0].__setitem__("gpconnect_endpoint", "{host}:8085"),
+            "mhs[0] (datacentre).gpconnect_endpoint: '{host}:8085' is not a base URL",
+        ),
         (
             lambda d: d["mhs"][0]["instances"][0].__setitem__("colour", "blue"),
             "mhs[0] (datacentre).instances[0] (Hosted practice 1).colour: "

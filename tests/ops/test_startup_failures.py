@@ -75,6 +75,22 @@ def test_a_busy_port_names_the_role_the_address_and_the_setting() -> None:
     )
 
 
+def test_a_busy_port_for_the_other_mhs_names_its_setting() -> None:
+    ports = {f"MHS_{role}_PORT": "0" for role in ("OUTBOUND", "SPINE_PROXY", "INBOUND", "WORKER")}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = _one_line(
+            serve("all", **ports, MHS_GP_PROVIDER_PORT="0", MHS_REMOTE_INBOUND_PORT=str(port))
+        )
+    assert line == (
+        f"cannot start: inbound:remote cannot listen on 127.0.0.1:{port} (address already in "
+        "use): set MHS_REMOTE_INBOUND_PORT (or MHS remote's endpoint in the topology) to a free "
+        "port"
+    )
+
+
 def test_a_broker_that_does_not_answer_is_waited_for_and_the_wait_announced_once() -> None:
     with socket.socket() as nobody:  # a port nothing listens on
         nobody.bind(("127.0.0.1", 0))

@@ -210,13 +210,13 @@ async def forward_gpconnect(request: web.Request) -> web.StreamResponse:
     except Refused as error:
         return _refuse(request, error, fields)
     settings = request.app[SETTINGS]
-    base = settings.gpconnect_overrides.get(provider.mhs, provider.gpconnect_endpoint)
+    base = settings.gpconnect_of(provider.mhs, provider.gpconnect_endpoint)
     assert base is not None  # gpconnect_provider() only finds parties with an endpoint
     # The FHIR request as sent (percent-encoding kept): everything after /gpconnect/<ods>/.
     raw_path, _, raw_query = request.raw_path.partition("?")
     fhir = raw_path.split("/", 3)[3]
     target = f"{service_root(base, provider.ods_code, interaction.capability)}/{fhir}"
-    url = f"{settings.spine_proxy_url.rstrip('/')}/{target}"
+    url = f"{settings.proxy_url}/{target}"
     if raw_query:
         url += "?" + raw_query
     headers = forwarded_headers(request.headers.items(), _NOT_FORWARDED)
@@ -247,7 +247,7 @@ async def _send(
 ) -> web.StreamResponse:
     started = time.perf_counter()
     response: web.StreamResponse | None = None
-    proxy = request.app[SETTINGS].spine_proxy_url
+    proxy = request.app[SETTINGS].proxy_url
     try:
         async with upstream(request.app[PROXY_SESSION], request, url, body, headers) as answer:
             response = relayed_response(answer, _NOT_FORWARDED)

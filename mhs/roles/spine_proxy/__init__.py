@@ -113,7 +113,7 @@ async def _forward(
     request: web.Request, receiver: Party, body: bytes, fields: dict[str, str | None]
 ) -> web.Response:
     app = request.app
-    url = app[SETTINGS].endpoint_overrides.get(receiver.mhs, receiver.endpoint)
+    url = app[SETTINGS].endpoint_of(receiver.mhs, receiver.endpoint)
     forward_headers = forwarded_headers(request.headers.items())
     started = time.perf_counter()
     try:

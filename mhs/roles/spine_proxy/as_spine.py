@@ -109,7 +109,7 @@ async def _send_reply(
         "from_asid": spine.asid,
         "to_asid": sender.asid,
     }
-    url = app[SETTINGS].endpoint_overrides.get(sender.mhs, sender.endpoint)
+    url = app[SETTINGS].endpoint_of(sender.mhs, sender.endpoint)
     outgoing = _Outgoing(reply, reply_interaction, url, fields)
     for _ in range(await _copies_after_faults(app, outgoing)):
         await _post(app, session, outgoing)

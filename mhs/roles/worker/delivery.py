@@ -169,7 +169,7 @@ class DeliveryWorker:
                 **fields,
             )  # fmt: skip
 
-        url = self.settings.spine_proxy_url.rstrip("/") + request.path
+        url = self.settings.proxy_url + request.path
         return await send_judged(
             self.session, url, request.body, request.headers, first=progress.attempts + 1,
             next_wait=next_wait, heard=heard, waiting=waiting,
