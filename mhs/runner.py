@@ -7,12 +7,16 @@ separate containers; the roles still talk to each other only over HTTP and the b
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+import orjson
 from aiohttp import web
 
 from mhs.broker import Broker
@@ -187,6 +191,40 @@ def local_others(settings: Settings, directory: Directory) -> list[str]:
 class PortUnavailable(OSError):
     """A role's port is taken (or not ours to take): the text names the role, the address
     and the setting to change."""
+
+
+class ServeFileError(OSError):
+    """MHS_SERVE_FILE cannot be written."""
+
+
+@contextlib.contextmanager
+def serve_file(settings: Settings, urls: Mapping[str, str]) -> Iterator[None]:
+    """Name the roles being served (role -> port) in MHS_SERVE_FILE while the block runs:
+    ``mhs serve`` writes it once its roles are ready, for ``mhs healthcheck``."""
+    path = settings.serve_file
+    if path is None:
+        yield
+        return
+    ports = {role: urlsplit(url).port for role, url in urls.items()}
+    written = path.with_name(path.name + ".new")
+    try:
+        written.write_bytes(orjson.dumps({"pid": os.getpid(), "ports": ports}))
+        written.replace(path)  # atomic: a probe never reads half a file
+    except OSError as error:
+        raise ServeFileError(
+            f"cannot write MHS_SERVE_FILE {path} ({error.strerror}): set it to a writable "
+            "path, or unset it"
+        ) from None
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def served_ports(path: Path) -> dict[str, int]:
+    """The roles and ports a running ``mhs serve`` named in ``path``."""
+    ports: dict[str, int] = orjson.loads(path.read_bytes())["ports"]
+    return ports
 
 
 async def wait_for_stop_signal() -> None:

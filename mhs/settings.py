@@ -42,6 +42,12 @@ class Settings(BaseSettings):
         description="where `serve all` runs the inbound MHS of the topology's other MHS",
     )
 
+    serve_file: Path | None = Field(
+        default=None,
+        description="where `mhs serve` names the roles and ports it serves once ready, for "
+        "`mhs healthcheck` without a role (the image sets it)",
+    )
+
     spine_proxy_url: str | None = Field(
         default=None,
         pattern=r"^https?://",

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mhs.broker import BrokerUnavailable
 from mhs.directory import Directory, TopologyError, generate_topology, load_topology
-from mhs.runner import PortUnavailable
+from mhs.runner import PortUnavailable, ServeFileError
 from mhs.settings import Settings, redact_url
 from mhs.state import StateError
 from mhs.tasks import stop_task
@@ -170,6 +170,6 @@ def run_roles(coro: Coroutine[Any, Any, T]) -> T:
     the command with one line naming it and what to do, and exit code 3."""
     try:
         return run(coro)
-    except (BrokerUnavailable, StateError, PortUnavailable) as error:
+    except (BrokerUnavailable, StateError, PortUnavailable, ServeFileError) as error:
         err.print(f"[red]cannot start[/red]: {error}", highlight=False)
         raise typer.Exit(UNAVAILABLE) from None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from typing import Annotated
 
 import typer
@@ -22,14 +20,22 @@ from mhs.cli.config import config as config_cmd
 from mhs.cli.dlq import app as dlq_app
 from mhs.cli.faults import app as faults_app
 from mhs.cli.gpconnect import app as gpconnect_app
+from mhs.cli.health import ROLE_HELP
+from mhs.cli.health import healthcheck as healthcheck_cmd
 from mhs.cli.inject import inject as inject_cmd
 from mhs.cli.logs import app as logs_app
 from mhs.cli.simulate import simulate as simulate_cmd
 from mhs.cli.status import status as status_cmd
 from mhs.cli.topology import topology as topology_cmd
 from mhs.observe.logs import configure_logging
-from mhs.runner import ROLES, Cluster, RoleName, local_others, wait_for_stop_signal
-from mhs.tls import client_context
+from mhs.runner import (
+    ROLES,
+    Cluster,
+    RoleName,
+    local_others,
+    serve_file,
+    wait_for_stop_signal,
+)
 
 app = typer.Typer(
     name="mhs",
@@ -43,6 +49,7 @@ app.add_typer(broker_users_app, name="broker-users")
 app.add_typer(gpconnect_app, name="gpconnect")
 app.add_typer(faults_app, name="faults")
 app.command("config")(config_cmd)
+app.command("healthcheck")(healthcheck_cmd)
 app.add_typer(logs_app, name="logs")
 app.command("inject")(inject_cmd)
 app.command("status")(status_cmd)
@@ -52,9 +59,7 @@ app.command("topology")(topology_cmd)
 
 @app.command()
 def serve(
-    roles: Annotated[
-        list[str], typer.Argument(help="outbound, worker, spine-proxy, inbound, gp-provider or all")
-    ],
+    roles: Annotated[list[str], typer.Argument(help=ROLE_HELP)],
     broker: BrokerOpt = None,
     topology: TopologyOpt = None,
     workers: Annotated[int, typer.Option(help="delivery workers in this process", min=1)] = 1,
@@ -76,51 +81,12 @@ def serve(
             await cluster.start(chosen, workers=workers, extra_inbound=extra)
             started()
         try:
-            await wait_for_stop_signal()
+            with serve_file(settings, cluster.urls):
+                await wait_for_stop_signal()
         finally:
             await cluster.stop()
 
     run_roles(main())
-
-
-@app.command()
-def healthcheck(
-    role: Annotated[
-        str,
-        typer.Argument(
-            envvar="MHS_ROLE", help="outbound, worker, spine-proxy, inbound, gp-provider or all"
-        ),
-    ],
-    timeout: Annotated[float, typer.Option(help="seconds per role")] = 3.0,
-) -> None:
-    """Exit 0 if ROLE on this host answers ready, 1 otherwise (for container HEALTHCHECK)."""
-    settings = settings_from()
-    ports = {
-        "outbound": settings.outbound_port,
-        "worker": settings.worker_port,
-        "spine-proxy": settings.spine_proxy_port,
-        "inbound": settings.inbound_port,
-        "gp-provider": settings.gp_provider_port,
-    }
-    if role != "all" and role not in ports:
-        err.print(f"[red]unknown role {role!r}[/red]: choose from {', '.join(ports)}, all")
-        raise typer.Exit(2)
-    host = settings.reachable_host
-    tls = client_context(settings)
-    if tls is not None:
-        # The probe asks this host's own role by address, which the role's certificate
-        # need not name: it still checks the chain against MHS_TLS_CA and presents ours.
-        tls.check_hostname = False
-    for name in ports if role == "all" else [role]:
-        url = f"{'https' if tls else 'http'}://{host}:{ports[name]}/readyz"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout, context=tls) as response:  # noqa: S310  http or https, set above
-                ready = response.status == 200
-        except (urllib.error.URLError, OSError) as error:
-            err.print(f"{name} not ready: {error}")
-            raise typer.Exit(1) from None
-        if not ready:
-            raise typer.Exit(1)
 
 
 def main() -> None:

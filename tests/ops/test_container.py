@@ -50,6 +50,13 @@ def _instruction(name: str) -> list[str]:
     return arguments
 
 
+def _image_env() -> dict[str, str]:
+    """The runtime stage's MHS_* ENV settings."""
+    runtime = DOCKERFILE.replace("\\\n", " ").split("\nFROM ")[-1]
+    env = [line for line in runtime.splitlines() if line.startswith("ENV ")]
+    return dict(re.findall(r"\b(MHS_[A-Z_]+)=(\S+)", " ".join(env)))
+
+
 def _envvars(command: Any) -> set[str]:
     found = {p.envvar for p in command.params if isinstance(p.envvar, str)}
     for sub in getattr(command, "commands", {}).values():
@@ -93,9 +100,9 @@ def test_the_dockerfile_builds_slim_multi_stage_non_root_with_exec_entrypoint() 
     _check_command(healthcheck[1:])
     instructions = [line for line in DOCKERFILE.splitlines() if not line.startswith("#")]
     assert not any("curl" in line or "wget" in line for line in instructions)
-    role = re.search(r"MHS_ROLE=(\S+)", DOCKERFILE)
-    assert role
-    assert role[1] in {*ROLES, "all"}
+    # The image's healthcheck checks what its `mhs serve` serves, not every role's port.
+    assert "MHS_ROLE" not in _image_env()
+    assert _image_env()["MHS_SERVE_FILE"].startswith("/tmp/")  # the compose tmpfs
 
 
 def test_every_compose_command_and_variable_exists() -> None:
@@ -146,7 +153,9 @@ def test_shutdown_fits_in_the_stop_grace_period_and_start_waits_for_health() -> 
     assert SERVICES["worker"]["deploy"]["replicas"] >= 2
     assert "ports" not in SERVICES["worker"]  # scaled replicas cannot share host ports
     assert COMPOSE["services"]["rabbitmq"]["image"].endswith("-management")
-    assert "15672:15672" in COMPOSE["services"]["rabbitmq"]["ports"]
+    # Nothing published on the ports of a RabbitMQ on the host (the README's tests use one).
+    published = [str(p).rsplit(":", 2)[-2] for p in COMPOSE["services"]["rabbitmq"]["ports"]]
+    assert not {"5672", "15672"} & set(published), published
 
 
 # The same services as processes on this host.
@@ -361,3 +370,43 @@ def test_the_services_follow_the_dependency_order() -> None:
     assert order.index("inbound") < order.index("spine-proxy") < order.index("worker")
     assert order.index("worker") < order.index("outbound")
     assert orjson.loads(SERVICES["outbound"]["environment"]["MHS_ENDPOINT_OVERRIDES"])
+
+
+def test_the_image_healthcheck_checks_only_what_serve_started(tmp_path: Path) -> None:
+    # docker run IMAGE serve worker: the image's environment, its CMD replaced.
+    env = {**_image_env(), "MHS_SERVE_FILE": str(tmp_path / "serve.json")}
+    env.update(MHS_WORKER_PORT="0", MHS_HOST="127.0.0.1", MHS_LOG_LEVEL="WARNING")
+    env.pop("MHS_ROLE", None)
+    probe = _instruction("HEALTHCHECK")[1:]
+    starting = _mhs({**env}, *probe)
+    assert starting.returncode == 1
+    assert "nothing is serving yet" in starting.stderr
+    log = tmp_path / "serve.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mhs", "serve", "worker"],
+            cwd=ROOT,
+            env={**{k: v for k, v in os.environ.items() if k != "MHS_ROLE"}, **env},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "serve.json").exists():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "serve worker never became ready"
+            time.sleep(0.2)
+        served = json.loads((tmp_path / "serve.json").read_text())["ports"]
+        assert list(served) == ["worker"]
+        # Ready on the worker's port alone; the other roles' default ports are not asked.
+        healthy = _mhs(env, *probe)
+        assert healthy.returncode == 0, healthy.stderr
+        assert healthy.stderr == ""
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert not (tmp_path / "serve.json").exists()
+    assert _mhs(env, *probe).returncode == 1
