@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -243,13 +244,41 @@ def test_a_folder_with_an_unreadable_file_sends_nothing(served: Served, tmp_path
 
 async def test_generated_load_at_a_rate_for_a_duration(served: Served, queues: Broker) -> None:
     result = served.mhs(
-        "inject", "--from", "A80003", "--to", "A80004", "--duration", "1", "--rate", "20", "--json"
+        "inject",
+        "--from",
+        "A80003",
+        "--to",
+        "A80004",
+        "--duration",
+        "2.5",
+        "--rate",
+        "20",
+        "--json",
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["sent"] == summary["accepted"]
-    assert 1 <= summary["sent"] <= 25  # the rate limits it: never more than 20 a second
+    assert 1 <= summary["sent"] <= 55  # the rate limits it: never more than 20 a second
+    # A run with no count is not listed message by message: off a terminal, a count each
+    # second (sending goes on past the first second, so there is at least one).
+    assert result.stderr.splitlines(), "no progress lines"
+    assert all(re.fullmatch(r"sent \d+.*", line) for line in result.stderr.splitlines()), (
+        result.stderr
+    )
     await drain(queues, served.settings.inbound_queue("918000000004"), summary["sent"])
+
+
+async def test_inject_with_no_count_sends_one_message_and_names_it(
+    served: Served, queues: Broker
+) -> None:
+    result = served.mhs("inject", "--from", "A80005", "--to", "A80006")
+    assert result.returncode == 0, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.split()[:2] == ["accepted", "202"]
+    message_id = re.search(r"[0-9A-F]{8}(-[0-9A-F]{4}){3}-[0-9A-F]{12}", line, flags=re.I)
+    assert message_id, line
+    [arrived] = await drain(queues, served.settings.inbound_queue("918000000006"), 1)
+    assert message_id[0].upper() in arrived.upper()
 
 
 def test_config_show_redacts_secrets_and_says_where_values_came_from(served: Served) -> None:

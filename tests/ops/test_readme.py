@@ -1,5 +1,5 @@
-"""The README's sections for operators, testers and dashboard builders: every `mhs` and
-`scripts/` command in them runs as written (against `mhs serve all`), in order."""
+"""The README and the pages for operators, testers and dashboard builders: every `mhs` and
+`scripts/` command in their sections runs as written (against `mhs serve all`), in order."""
 
 from __future__ import annotations
 
@@ -21,17 +21,18 @@ pytestmark = pytest.mark.rabbitmq
 
 README = (ROOT / "README.md").read_text()
 SECTIONS = (
-    "## For datacentre operators",
-    "## For integration testers",
-    "## For dashboard builders",
+    ("docs/operators.md", "## Run it"),
+    ("docs/testers.md", "## Inject messages and faults"),
+    ("docs/dashboards.md", "## Logs and metrics"),
 )
 
 
 def section_commands() -> list[str]:
     commands: list[str] = []
-    for heading in SECTIONS:
-        assert heading in README, heading
-        body = README.split(heading, 1)[1].split("\n## ", 1)[0]
+    for page, heading in SECTIONS:
+        text = (ROOT / page).read_text()
+        assert heading in text, (page, heading)
+        body = text.split(heading, 1)[1].split("\n## ", 1)[0]
         for block in re.findall(r"```sh\n(.*?)```", body, flags=re.DOTALL):
             commands.extend(line.strip() for line in block.splitlines() if line.strip())
     return commands
@@ -80,3 +81,18 @@ def test_every_command_in_the_sections_works_as_written(served: Served, tmp_path
         ran += 1
     assert ran >= 12
     assert served.mhs("faults", "list", "--json").stdout.strip() == "[]"  # cleared at the end
+
+
+def test_the_readme_is_short_and_its_links_lead_somewhere() -> None:
+    assert len(README) < 12_000  # what a newcomer needs in ten minutes; depth is in docs/
+    setup = README.split("## Set-up on a fresh machine", 1)[1].split("\n## ", 1)[0]
+    first = re.findall(r"```sh\n(.*?)```", setup, flags=re.DOTALL)[0]
+    assert [line.split("#")[0].strip() for line in first.strip().splitlines()] == [
+        "scripts/dev mhs simulate",
+        "scripts/test",
+    ]
+    assert "MHS_SAMPLES_DIR" in README
+    assert 'export PATH="$PWD/.venv/bin:$PATH"' in README
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#]+\.md)(?:#[^)]*)?\)", page.read_text()):
+            assert (page.parent / target).is_file(), f"{page.name} links to missing {target}"
