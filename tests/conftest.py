@@ -19,12 +19,17 @@ _queues_before: set[str] = set()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    _queues_before.update(suite_queues())
+    if os.environ.get("MHS_TEST_SWEEP") == "1":
+        _queues_before.update(suite_queues())
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Delete the queues this session left (a test that failed half-way, reply queues not
-    yet expired), so that runs in a row do not slow RabbitMQ down."""
+    """With MHS_TEST_SWEEP=1 (.ci/run sets it), delete the queues this session left (a test
+    that failed half-way, reply queues not yet expired), so that runs in a row do not slow
+    RabbitMQ down. Off by default: it would take the queues of another session running on
+    the same broker at the same time."""
+    if os.environ.get("MHS_TEST_SWEEP") != "1":
+        return
     url = os.environ.get("MHS_TEST_BROKER_URL", DEFAULT_BROKER_URL)
     left = suite_queues() - _queues_before
     if left and _broker_reachable(url):
