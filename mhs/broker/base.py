@@ -14,6 +14,9 @@ from typing import Protocol
 
 HeaderValue = str | int | float | bool | None
 
+# How long a role waits for RabbitMQ to answer at start before giving up.
+START_TIMEOUT_S = 30.0
+
 
 class BrokerError(Exception):
     """The broker could not do what was asked (not connected, channel closed, ...)."""

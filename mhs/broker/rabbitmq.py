@@ -20,6 +20,7 @@ from aio_pika.abc import AbstractRobustConnection
 from aiormq.abc import AbstractChannel
 
 from mhs.broker.base import (
+    START_TIMEOUT_S,
     Broker,
     BrokerError,
     Delivery,
@@ -57,7 +58,7 @@ class RabbitMqBroker(Broker):
         connection_name: str,
         queue_type: QueueType = "quorum",
         delivery_limit: int = 20,
-        start_timeout_s: float = 30.0,
+        start_timeout_s: float = START_TIMEOUT_S,
         publish_timeout_s: float = 10.0,
         operation_timeout_s: float = 10.0,
         reconnect_interval_s: float = 1.0,

@@ -20,10 +20,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mhs.broker import BrokerUnavailable
+from mhs.broker.base import START_TIMEOUT_S as BROKER_START_TIMEOUT_S
 from mhs.directory import Directory, TopologyError, generate_topology, load_topology
 from mhs.runner import PortUnavailable, ServeFileError
 from mhs.settings import Settings, redact_url
 from mhs.state import StateError
+from mhs.state.base import START_TIMEOUT_S as STATE_START_TIMEOUT_S
 from mhs.tasks import stop_task
 
 T = TypeVar("T")
@@ -147,8 +149,11 @@ async def announced_start(settings: Settings) -> AsyncIterator[Callable[[], None
     yet), say once what the command waits for. Yields the call that says the roles started."""
     started = asyncio.Event()
     needs = [
-        f"{name} at {redact_url(url)}"
-        for name, url in (("RabbitMQ", settings.broker_url), ("Redis", settings.state_url))
+        f"{name} at {redact_url(url)} (up to {within:g} s)"
+        for name, url, within in (
+            ("RabbitMQ", settings.broker_url, BROKER_START_TIMEOUT_S),
+            ("Redis", settings.state_url, STATE_START_TIMEOUT_S),
+        )
         if url is not None
     ]
 
@@ -156,7 +161,7 @@ async def announced_start(settings: Settings) -> AsyncIterator[Callable[[], None
         await asyncio.sleep(ANNOUNCE_AFTER_S)
         if not started.is_set():
             what = " and ".join(needs) or "the roles"
-            err.print(f"waiting for {what} (up to 30 s)...", markup=False, highlight=False)
+            err.print(f"waiting for {what}...", markup=False, highlight=False)
 
     task = asyncio.create_task(announce())
     try:

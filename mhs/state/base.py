@@ -34,6 +34,10 @@ def ttl_ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
+# How long a role waits for Redis to answer at start before giving up.
+START_TIMEOUT_S = 10.0
+
+
 class StateError(Exception):
     """The store did not answer (unreachable, timed out): the state is unknown."""
 

@@ -21,7 +21,14 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
 from mhs.settings import redact_url
-from mhs.state.base import Claim, ClaimState, StateError, StateStore, ttl_ms
+from mhs.state.base import (
+    START_TIMEOUT_S,
+    Claim,
+    ClaimState,
+    StateError,
+    StateStore,
+    ttl_ms,
+)
 from mhs.tasks import stop_task
 
 _CLAIM = """
@@ -104,7 +111,7 @@ class RedisStateStore(StateStore):
         *,
         prefix: str,
         timeout_s: float = 2.0,
-        start_timeout_s: float = 10.0,
+        start_timeout_s: float = START_TIMEOUT_S,
         ping_interval_s: float = 1.0,
     ) -> None:
         super().__init__(prefix)

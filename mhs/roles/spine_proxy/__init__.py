@@ -124,10 +124,7 @@ async def _forward(
     except TimeoutError:
         return refuse(request, Refusal.timed_out(url), fields)
     except aiohttp.ClientError as error:
-        refusal = Refusal.unreachable(url)
-        return refuse(
-            request, Refusal(refusal.status, refusal.issue_code, refusal.token, str(error)), fields
-        )
+        return refuse(request, Refusal.unreachable(url, str(error)), fields)
     app[LOG].info(
         Event.PROXY_FORWARDED,
         status=status,
