@@ -8,6 +8,8 @@ import typer
 from rich.table import Table
 
 from mhs.cli.common import TopologyOpt, directory_for, print_json, settings_from, stdout
+from mhs.directory import Directory
+from mhs.settings import Settings
 
 
 def topology(
@@ -22,19 +24,7 @@ def topology(
     directory = directory_for(settings, instances)
     data: dict[str, Any] = {
         "source": directory.source,
-        # Effective: templates filled from the ports, overrides applied.
-        "endpoints": {
-            "spine_proxy": settings.proxy_url,
-            "mhs": [
-                {
-                    "name": m.name,
-                    "hosted": m.hosted,
-                    "endpoint": settings.endpoint_of(m.name, m.endpoint),
-                    "gpconnect_endpoint": settings.gpconnect_of(m.name, m.gpconnect_endpoint),
-                }
-                for m in directory.topology.mhs
-            ],
-        },
+        "endpoints": _endpoints(settings, directory),
         "instances": [
             {
                 "name": p.name,
@@ -81,3 +71,19 @@ def topology(
         f"{len(data['agreements'])} agreeing pairs; interactions: "
         + ", ".join(i["id"] for i in data["interactions"])
     )
+
+
+def _endpoints(settings: Settings, directory: Directory) -> dict[str, Any]:
+    """The effective endpoints: templates filled from the ports, overrides applied."""
+    return {
+        "spine_proxy": settings.proxy_url,
+        "mhs": [
+            {
+                "name": m.name,
+                "hosted": m.hosted,
+                "endpoint": settings.endpoint_of(m.name, m.endpoint),
+                "gpconnect_endpoint": settings.gpconnect_of(m.name, m.gpconnect_endpoint),
+            }
+            for m in directory.topology.mhs
+        ],
+    }
