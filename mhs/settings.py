@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     delivery_limit: int = Field(default=20, ge=1)
     prefetch: int = Field(default=64, ge=1, le=65535)
 
+    hl7_receiver_check: Literal["warn", "strict"] = Field(
+        default="warn",
+        description="an HL7 receiver ASID (communicationFunctionRcv) that is not the "
+        "recipient's: 'warn' sends to the directory's recipient and logs "
+        "message.receiver_mismatch (real payloads carry Spine's and test environments' "
+        "ASIDs); 'strict' refuses it with 400",
+    )
     retry_count_mode: RetryCountMode = Field(
         default="retries",
         description="'retries': nhsMHSRetries counts retries after the first send "

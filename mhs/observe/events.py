@@ -18,6 +18,7 @@ class Event(StrEnum):
 
     MESSAGE_REFUSED = "message.refused"
     MESSAGE_ACCEPTED = "message.accepted"
+    MESSAGE_RECEIVER_MISMATCH = "message.receiver_mismatch"
     MESSAGE_QUEUED = "message.queued"
     MESSAGE_AWAITING_REPLY = "message.awaiting_reply"
     MESSAGE_REPLIED = "message.replied"

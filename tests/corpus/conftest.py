@@ -13,6 +13,7 @@ from structlog.testing import capture_logs
 
 from mhs.broker.factory import create_broker
 from mhs.directory import load_topology
+from mhs.messages.queues import namespace_queues
 from mhs.runner import Cluster, RoleName
 from mhs.settings import Settings
 from tests.roles.conftest import Harness, harness_factory
@@ -32,6 +33,7 @@ async def corpus_harness(rabbitmq_url: str) -> AsyncIterator[Harness]:
             connection_name=f"test-{token}",
             shutdown_timeout_s=3.0,
             forward_timeout_s=2.0,
+            hl7_receiver_check="strict",  # the corpus holds what strict mode refuses
         )
         directory = load_topology()
         cluster = Cluster(settings, directory, ephemeral_ports=True)
@@ -43,9 +45,7 @@ async def corpus_harness(rabbitmq_url: str) -> AsyncIterator[Harness]:
             yield harness
         finally:
             await harness.http.close()
-            queues = [settings.inbound_queue(p.asid) for p in directory.parties]
-            queues += [settings.outbound_queue, settings.dead_letter_queue]
-            for queue in queues:
+            for queue in namespace_queues(settings, directory):
                 await broker.delete_queue(queue)
             await broker.stop()
             await cluster.stop()

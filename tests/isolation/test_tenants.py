@@ -37,6 +37,37 @@ async def test_an_instance_cannot_send_as_another(harness_factory: Any) -> None:
     assert delivery.headers["from-party-key"] == "A80001-0000001"
 
 
+# The adaptor's own templates address Spine and test environments this way.
+HL7_TO_SPINE_TEST = (
+    '<hl7:RCMR_IN010000UK05 xmlns:hl7="urn:hl7-org:v3">'
+    '<hl7:communicationFunctionRcv><hl7:device><hl7:id root="1.2.826.0.1285.0.2.0.107" '
+    'extension="227319907548"/></hl7:device></hl7:communicationFunctionRcv>'
+    "</hl7:RCMR_IN010000UK05>"
+)
+
+
+async def test_a_foreign_hl7_receiver_is_a_warning_by_default(harness_factory: Any) -> None:
+    h = await harness_factory(("outbound",))
+    message_id = new_id()
+    body = orjson.dumps({"payload": HL7_TO_SPINE_TEST})
+    response = await h.send(A, ods_code="A80002", message_id=message_id, body=body)
+    assert response.status == 202
+    # Sent to the directory's recipient, and the mismatch said.
+    assert (await h.take(h.settings.outbound_queue)).headers["to-asid"] == B
+    [warned] = h.events(Event.MESSAGE_RECEIVER_MISMATCH)
+    assert warned["log_level"] == "warning"
+    assert warned["payload_receiver_asid"] == "227319907548"
+    assert warned["to_asid"] == B
+
+
+async def test_a_foreign_hl7_receiver_is_refused_when_strict(harness_factory: Any) -> None:
+    h = await harness_factory(("outbound",), hl7_receiver_check="strict")
+    body = orjson.dumps({"payload": HL7_TO_SPINE_TEST})
+    response = await h.send(A, ods_code="A80002", body=body)
+    assert response.status == 400
+    assert await h.depth(h.settings.outbound_queue) == 0
+
+
 @pytest.mark.parametrize(
     "mangle",
     [

@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mhs.broker import Broker
 from mhs.broker.factory import create_broker
 from mhs.directory import load_topology
+from mhs.messages.queues import namespace_queues
 from mhs.observe.logs import configure_logging
 from mhs.settings import Settings
 from tests.roles.conftest import harness_factory
@@ -262,12 +263,6 @@ async def queues(served: Served, rabbitmq_url: str) -> AsyncIterator[Broker]:
 async def _delete_queues(rabbitmq_url: str, settings: Settings) -> None:
     broker = create_broker(rabbitmq_url, connection_name="mhs-test-client")
     await broker.start()
-    names = [settings.inbound_queue(p.asid) for p in load_topology().parties]
-    for queue in (
-        *names,
-        settings.outbound_queue,
-        settings.dead_letter_queue,
-        settings.unclaimed_replies_queue,
-    ):
+    for queue in namespace_queues(settings, load_topology()):
         await broker.delete_queue(queue)
     await broker.stop()

@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from mhs.broker import Broker, Delivery
 from mhs.broker.factory import create_broker
 from mhs.directory import Directory, load_topology
-from mhs.messages.queues import declare_known
+from mhs.messages.queues import declare_known, namespace_queues
 from mhs.runner import ROLES, Cluster, RoleName
 from mhs.settings import Settings
 
@@ -156,10 +156,7 @@ async def harness_factory(rabbitmq_url: str, unique: str) -> AsyncIterator[Calla
         yield start
         for harness in started:
             await harness.http.close()
-            queues = [harness.settings.inbound_queue(p.asid) for p in harness.directory.parties]
-            queues += [harness.settings.outbound_queue, harness.settings.dead_letter_queue]
-            queues.append(harness.settings.unclaimed_replies_queue)
-            for queue in queues:
+            for queue in namespace_queues(harness.settings, harness.directory):
                 await harness.broker.delete_queue(queue)
             if harness.cluster.shared_broker is None:
                 await harness.broker.stop()

@@ -199,10 +199,19 @@ async def _accept(request: web.Request) -> tuple[OutboundRecord, bool]:
             403, f"payload communicationFunctionSnd ASID {payload_from} is not this sender's"
         )
     if payload_to is not None and payload_to != recipient.asid:
-        raise Refused(
-            400,
+        mismatch = (
             f"payload communicationFunctionRcv ASID {payload_to} is not the recipient "
-            f"{recipient.asid} of ods-code {recipient.ods_code}",
+            f"{recipient.asid} of ods-code {recipient.ods_code}"
+        )
+        if request.app[SETTINGS].hl7_receiver_check == "strict":
+            raise Refused(400, mismatch)
+        request.app[LOG].warning(
+            Event.MESSAGE_RECEIVER_MISMATCH,
+            reason=mismatch,
+            payload_receiver_asid=payload_to,
+            interaction_id=interaction_id,
+            from_asid=sender.asid,
+            to_asid=recipient.asid,
         )
     record = OutboundRecord.stamped(
         sender,
