@@ -54,10 +54,12 @@ async def _send(
 
 
 def _refusal(target: Target, status: int, content_type: str, body: bytes) -> str | None:
+    if (target == "outbound" and status != 202) or status >= 300:
+        # Our errors say "<status>: <reason>" already, as the NHS adaptor's do.
+        text = body.decode(errors="replace")[:300]
+        return text if text.startswith(f"{status}: ") else f"{status}: {text}"
     if target == "outbound":
-        return None if status == 202 else f"{status} {body.decode(errors='replace')[:300]}"
-    if status >= 300:
-        return f"{status} {body.decode(errors='replace')[:300]}"
+        return None
     reply = classify_reply(content_type, body)
     if reply.kind in ("message-error", "soap-fault"):
         errors = "; ".join(f"{e.code}:{e.description}" for e in reply.errors) or "no detail"

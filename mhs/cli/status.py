@@ -74,7 +74,8 @@ def status(
     base = (outbound or f"http://{host}:{settings.outbound_port}").rstrip("/")
     code, body = _get(f"{base}/messages/{message_id}", credential)
     if code != 200:
-        err.print(f"[red]{code}[/red] {body.decode(errors='replace')}")
+        # The body says "<status>: <reason>" already.
+        err.print(body.decode(errors="replace"), markup=False, highlight=False)
         raise typer.Exit(1)
     timeline = orjson.loads(body)
     if json_output:

@@ -47,6 +47,17 @@ class Attachment:
     payload: str
     is_base64: bool
     description: str = ""
+    # The manifest Reference's eb:id, when the sender names its documents.
+    document_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalReference:
+    """A manifest Reference to a document sent in a message of its own (``mid:``)."""
+
+    message_id: str
+    description: str
+    document_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from mhs.ebxml.model import (
     Attachment,
     EbxmlError,
     ErrorDetail,
+    ExternalReference,
     MessageHeader,
 )
 
@@ -126,8 +127,21 @@ def _message_header(
     )
 
 
+def _reference(href: str, description: str, document_id: str | None, what: str) -> str:
+    reference_id = f' eb:id="{_esc(document_id, f"{what} document_id")}"' if document_id else ""
+    text = (
+        f'<eb:Description xml:lang="en">{_esc(description, f"{what} description")}</eb:Description>'
+        if description
+        else ""
+    )
+    return f'<eb:Reference{reference_id} xlink:href="{href}">{text}</eb:Reference>'
+
+
 def _request_envelope(
-    header: MessageHeader, message_id: str, attachments: Sequence[Attachment]
+    header: MessageHeader,
+    message_id: str,
+    attachments: Sequence[Attachment],
+    external: Sequence[ExternalReference],
 ) -> str:
     ack = (
         '<eb:AckRequested SOAP:mustUnderstand="1" eb:version="2.0" eb:signed="false"'
@@ -141,15 +155,21 @@ def _request_envelope(
         else ""
     )
     references = "".join(
-        f'<eb:Reference xlink:href="cid:{_esc(a.content_id, "attachment content_id")}">'
-        + (
-            f'<eb:Description xml:lang="en">{_esc(a.description, "attachment description")}'
-            "</eb:Description>"
-            if a.description
-            else ""
+        _reference(
+            f"cid:{_esc(a.content_id, 'attachment content_id')}",
+            a.description,
+            a.document_id,
+            "attachment",
         )
-        + "</eb:Reference>"
         for a in attachments
+    ) + "".join(
+        _reference(
+            f"mid:{_esc(e.message_id, 'external attachment message_id')}",
+            e.description,
+            e.document_id,
+            "external attachment",
+        )
+        for e in external
     )
     return (
         f"{_XML_DECLARATION}\r\n{_ENVELOPE_OPEN}<SOAP:Header>"
@@ -198,21 +218,25 @@ def _part_body(text: str, name: str) -> bytes:
 
 
 def build_request(
-    header: MessageHeader, payload: str, attachments: Sequence[Attachment] = ()
+    header: MessageHeader,
+    payload: str,
+    attachments: Sequence[Attachment] = (),
+    external: Sequence[ExternalReference] = (),
 ) -> tuple[bytes, str]:
     """The ebXML multipart/related body for ``header``, ``payload`` and ``attachments``,
     and the HTTP Content-Type to send it with (always ``REQUEST_CONTENT_TYPE``).
 
     Parts: the SOAP envelope (Content-Id ``<ebXMLHeader@spine.nhs.uk>``), the HL7 payload
     (``<{message_id}@spine.nhs.uk>``), then each attachment under ``<{content_id}>``,
-    base64 or 8bit as its ``is_base64`` says. Lines end in CRLF. Raises EbxmlError when
+    base64 or 8bit as its ``is_base64`` says; ``external`` documents are manifest references
+    only (``mid:``). Lines end in CRLF. Raises EbxmlError when
     a value cannot be carried (a character XML forbids, an id unfit for a MIME header, a
     part holding the boundary line).
     """
     message_id = _mime_id(header.message_id, "MessageId")
     chunks = [
         _part_head(EBXML_CONTENT_ID, "text/xml; charset=UTF-8", "8bit"),
-        _request_envelope(header, message_id, attachments).encode("utf-8"),
+        _request_envelope(header, message_id, attachments, external).encode("utf-8"),
         b"\r\n",
         _part_head(f"{message_id}@{CONTENT_ID_DOMAIN}", "text/xml; charset=UTF-8", "8bit"),
         _part_body(payload, "the HL7 payload"),

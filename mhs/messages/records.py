@@ -4,43 +4,46 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Literal
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 from mhs.directory import Party
+from mhs.messages.content_types import ATTACHMENT_CONTENT_TYPES
 
-# EIS Part 2 §2.5.4.2, as the NHS adaptor enforces it.
-AttachmentContentType = Literal[
-    "text/plain",
-    "text/html",
-    "application/pdf",
-    "text/xml",
-    "application/xml",
-    "text/rtf",
-    "audio/basic",
-    "audio/mpeg",
-    "image/png",
-    "image/gif",
-    "image/jpeg",
-    "image/tiff",
-    "video/mpeg",
-    "application/msword",
-    "application/octet-stream",
-]
 MAX_PAYLOAD_CHARS = 5_000_000
 MAX_ATTACHMENTS = 98
 
 
+def _known_content_type(value: str) -> str:
+    if value not in ATTACHMENT_CONTENT_TYPES:
+        raise ValueError("Must be one of the NHS MHS adaptor's attachment content types.")
+    return value
+
+
 class AttachmentIn(BaseModel):
-    """An attachment as the NHS adaptor's outbound API takes it."""
+    """An attachment as the NHS adaptor's outbound API takes it: its limits (a payload of
+    up to 5,000,000 characters, any description of at least one) and its content types."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     is_base64: StrictBool
-    content_type: AttachmentContentType
-    payload: str = Field(max_length=MAX_PAYLOAD_CHARS)
-    description: str = Field(min_length=1, max_length=100)
+    content_type: Annotated[str, AfterValidator(_known_content_type)]
+    payload: str = Field(min_length=1, max_length=MAX_PAYLOAD_CHARS)
+    description: str = Field(min_length=1)
+    # The manifest Reference's eb:id (the GP2GP adaptor names its documents so).
+    document_id: str | None = None
+
+
+class ExternalAttachmentIn(BaseModel):
+    """A document sent in a message of its own, referenced from this one's manifest as
+    ``mid:<message_id>`` (large GP2GP records); ``description`` is the manifest text."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    message_id: str = Field(min_length=1)
+    description: str
+    document_id: str | None = None
 
 
 class OutboundRequest(BaseModel):
@@ -50,6 +53,9 @@ class OutboundRequest(BaseModel):
 
     payload: str = Field(min_length=1, max_length=MAX_PAYLOAD_CHARS)
     attachments: tuple[AttachmentIn, ...] = Field(default=(), max_length=MAX_ATTACHMENTS)
+    external_attachments: tuple[ExternalAttachmentIn, ...] = Field(
+        default=(), max_length=MAX_ATTACHMENTS
+    )
 
 
 class OutboundRecord(BaseModel):
@@ -68,6 +74,7 @@ class OutboundRecord(BaseModel):
     to_ods: str
     payload: str
     attachments: tuple[AttachmentIn, ...] = ()
+    external_attachments: tuple[ExternalAttachmentIn, ...] = ()
     accepted_at: float
 
     @classmethod
@@ -81,6 +88,7 @@ class OutboundRecord(BaseModel):
         payload: str,
         correlation_id: str | None = None,
         attachments: Iterable[AttachmentIn] = (),
+        external_attachments: Iterable[ExternalAttachmentIn] = (),
         accepted_at: float | None = None,
     ) -> OutboundRecord:
         """The record for a message from ``sender`` to ``recipient``, identities taken from
@@ -97,6 +105,7 @@ class OutboundRecord(BaseModel):
             to_ods=recipient.ods_code,
             payload=payload,
             attachments=tuple(attachments),
+            external_attachments=tuple(external_attachments),
             accepted_at=time.time() if accepted_at is None else accepted_at,
         )
 

@@ -52,8 +52,10 @@ def json_response(
 
 
 def text_error(status: int, text: str, **headers: str) -> web.Response:
-    """An error the NHS adaptor's way: text/plain, saying what is wrong."""
-    return web.Response(status=status, text=text, content_type="text/plain", headers=headers)
+    """An error the NHS adaptor's way: text/plain, ``<status>: <what is wrong>``."""
+    return web.Response(
+        status=status, text=f"{status}: {text}", content_type="text/plain", headers=headers
+    )
 
 
 def create_role_app(

@@ -15,6 +15,7 @@ from mhs.ebxml import (
     ACTOR_NEXT_MSH,
     ACTOR_TO_PARTY_MSH,
     Attachment,
+    ExternalReference,
     MessageHeader,
     build_request,
     timestamp_now,
@@ -60,6 +61,7 @@ def ebxml_request(
     conversation_id: str,
     payload: str,
     attachments: Sequence[Attachment] = (),
+    external: Sequence[ExternalReference] = (),
     ref_to_message_id: str | None = None,
 ) -> SpineRequest:
     """The multipart ebXML message ``action`` with the interaction's reliability flags."""
@@ -81,7 +83,7 @@ def ebxml_request(
         ack_actor=actor if reliable else None,
         sync_reply=reliability.sync_reply_mode == "MSHSignalsOnly",
     )
-    body, content_type = build_request(header, payload, attachments)
+    body, content_type = build_request(header, payload, attachments, external)
     return SpineRequest(
         message_id=message_id,
         interaction_id=action,
@@ -115,8 +117,13 @@ def spine_request(
             payload=a.payload,
             is_base64=a.is_base64,
             description=a.description,
+            document_id=a.document_id,
         )
         for a in record.attachments
+    ]
+    external = [
+        ExternalReference(e.message_id, e.description, e.document_id)
+        for e in record.external_attachments
     ]
     return ebxml_request(
         interaction,
@@ -126,4 +133,5 @@ def spine_request(
         conversation_id=record.correlation_id,
         payload=record.payload,
         attachments=attachments,
+        external=external,
     )

@@ -25,6 +25,7 @@ from mhs.ebxml import (
     Attachment,
     EbxmlError,
     ErrorDetail,
+    ExternalReference,
     MessageHeader,
     build_acknowledgment,
     build_message_error,
@@ -203,6 +204,29 @@ def test_manifest_has_one_reference_per_part() -> None:
     assert hl7.findtext(f"{{{NS_EB}}}Description") == "HL7 payload"
     assert xpath(root, "//eb:Reference[2]/eb:Description/text()") == ["first"]
     assert xpath(root, "//eb:Reference[3]/eb:Description") == []
+
+
+def test_manifest_names_documents_and_references_external_ones() -> None:
+    # As the GP2GP adaptor sends a large record: a document of its own, named, and a
+    # fragment sent in a message of its own, referenced by that message's id.
+    header = make_header()
+    named = dataclasses.replace(text_attachment(description="Scan"), document_id="DOC-1")
+    external = ExternalReference(
+        "8F1D7DE1-02AB-48D7-A797-A947B09F347F@spine.nhs.uk",
+        'Filename="A&E letter.txt" ContentType=text/plain Compressed=No',
+        document_id="DOC-2",
+    )
+    body, content_type = build_request(header, PAYLOAD, [named], [external])
+    message = parse_message(content_type, body)
+    root = envelope(message.ebxml.encode())
+    assert xpath(root, "//eb:Manifest/eb:Reference/@xlink:href")[1:] == [
+        f"cid:{named.content_id}",
+        "mid:8F1D7DE1-02AB-48D7-A797-A947B09F347F@spine.nhs.uk",
+    ]
+    assert xpath(root, "//eb:Reference/@eb:id") == ["DOC-1", "DOC-2"]
+    assert xpath(root, "//eb:Reference[3]/eb:Description/text()") == [external.description]
+    # Only the named document is a MIME part: the external one travels on its own.
+    assert [a.content_id for a in message.attachments] == [named.content_id]
 
 
 def test_header_elements_and_flags_as_written() -> None:

@@ -143,7 +143,7 @@ async def test_only_the_sender_and_recipient_see_a_timeline(
     missing = await get_status(h, unknown, OUTSIDER)
     assert hidden[0] == missing[0] == 404
     assert hidden[1] == missing[1].replace(unknown, message_id)
-    assert hidden[1] == f"no message {message_id} sent or received by {OUTSIDER}"
+    assert hidden[1] == f"404: no message {message_id} sent or received by {OUTSIDER}"
     # Lower case is the same message.
     assert (await get_status(h, message_id.lower(), SENDER))[0] == 200
 
@@ -155,12 +155,14 @@ async def test_the_status_route_checks_who_asks_and_what(
     url = h.url("outbound") + f"/messages/{new_id()}"
     async with h.http.get(url) as response:
         assert response.status == 401
-        assert await response.text() == "Authorization: Bearer <instance credential> required"
+        assert await response.text() == (
+            "401: Authorization: Bearer <instance credential> required"
+        )
     async with h.http.get(url, headers={"Authorization": "Bearer nobody-at-all-0000"}) as response:
         assert response.status == 401
-        assert await response.text() == "unknown credential"
+        assert await response.text() == "401: unknown credential"
     status, text = await get_status(h, "not-a-message-id", SENDER)
-    assert (status, text) == (400, "message id must be a UUID, got 'not-a-message-id'")
+    assert (status, text) == (400, "400: message id must be a UUID, got 'not-a-message-id'")
 
 
 async def test_a_held_request_and_spines_reply_are_in_one_timeline(
@@ -236,7 +238,7 @@ async def test_mhs_status_prints_the_timeline(harness_factory: Any, live_logs: L
     assert "delivery.attempt" in out
     code, _, err = await mhs_status("--as", OUTSIDER)
     assert code == 1
-    assert f"404 no message {message_id} sent or received by {OUTSIDER}" in err
+    assert f"404: no message {message_id} sent or received by {OUTSIDER}" in err
     code, _, err = await mhs_status()
     assert code == 2
     assert "give exactly one of --as" in err

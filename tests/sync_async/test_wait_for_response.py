@@ -103,7 +103,7 @@ async def test_a_late_reply_times_out_with_500_and_still_reaches_the_instance_qu
     assert status == 500
     assert headers["Content-Type"].startswith("text/plain")
     assert text == (
-        f"No reply to message {message_id} arrived within 1 s; it was sent, and its reply, "
+        f"500: No reply to message {message_id} arrived within 1 s; it was sent, and its reply, "
         "when it comes, goes to your inbound queue"
     )
     [timed_out] = h.events_for(Event.MESSAGE_REPLY_TIMED_OUT, message_id)
@@ -238,7 +238,10 @@ async def test_waiting_is_only_for_sync_async_interactions(harness_factory: Any)
         interaction="RCMR_IN010000UK05",
         headers={"ods-code": "A80002"},
     )
-    assert (status, text) == (400, "wait-for-response: true is not supported for RCMR_IN010000UK05")
+    assert (status, text) == (
+        400,
+        "400: wait-for-response: true is not supported for RCMR_IN010000UK05",
+    )
     assert await h.depth(h.settings.outbound_queue) == 0
 
 
@@ -251,7 +254,7 @@ async def test_a_message_id_already_held_is_refused(harness_factory: Any) -> Non
     status, text, _ = await post(h, h.url("outbound"), message_id=message_id)
     assert status == 409
     assert text == (
-        f"a request for message {message_id} is already waiting for its reply; "
+        f"409: a request for message {message_id} is already waiting for its reply; "
         "nothing was sent again"
     )
     status, text, _ = await first
@@ -268,7 +271,7 @@ async def test_no_ods_code_means_spine_and_spine_receives_only_its_services(
     )
     assert status == 400
     assert text == (
-        "ods-code header (the recipient's ODS code) required: without it the recipient is "
+        "400: ods-code header (the recipient's ODS code) required: without it the recipient is "
         "Spine (YES), which does not receive RCMR_IN010000UK05"
     )
     message_id = new_id()

@@ -11,7 +11,6 @@ import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from pydantic import ValidationError
 
 from mhs.broker import Broker, BrokerError
 from mhs.directory import Directory, Party
@@ -19,12 +18,12 @@ from mhs.ebxml import EbxmlError, extract_device_asids
 from mhs.ids import is_asid, is_uuid, new_id
 from mhs.messages.outbound import outbound_message
 from mhs.messages.queues import declare_outbound
-from mhs.messages.records import OutboundRecord, OutboundRequest
+from mhs.messages.records import OutboundRecord
 from mhs.observe.events import Event
 from mhs.observe.logs import get_logger
 from mhs.roles.common import BROKER, DIRECTORY, LOG, SETTINGS, create_role_app, text_error
-from mhs.roles.http.limits import TooLarge, read_capped
 from mhs.roles.outbound.auth import Refused, authenticate
+from mhs.roles.outbound.body import read_body
 from mhs.roles.outbound.gpconnect import install_gpconnect
 from mhs.roles.outbound.replies import hold_for_reply, install_replies
 from mhs.roles.outbound.status import install_status
@@ -91,30 +90,6 @@ def _recipient(
     return recipient
 
 
-async def _read_body(request: web.Request) -> OutboundRequest:
-    content_type = request.headers.get("Content-Type")
-    if not content_type:
-        raise Refused(400, "Content-Type header required: application/json")
-    if request.content_type != "application/json":
-        raise Refused(415, f"Content-Type must be application/json, got {content_type!r}")
-    try:
-        raw = await read_capped(request)
-    except TooLarge as error:
-        raise Refused(
-            413, f"request body is over the {error.limit:,}-byte limit (MHS_MAX_REQUEST_BYTES)"
-        ) from None
-    try:
-        return OutboundRequest.model_validate_json(raw)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
-            for e in error.errors(include_url=False)
-        )
-        if any(e["type"] == "json_invalid" for e in error.errors()):
-            raise Refused(400, f"Invalid JSON request body: {problems}") from None
-        raise Refused(400, f"Invalid request body: {problems}") from None
-
-
 async def post_message(request: web.Request) -> web.Response:
     """Accept one message from a hosted instance and queue it for delivery (and, with
     ``wait-for-response: true``, hold the request until the reply arrives)."""
@@ -129,7 +104,9 @@ async def post_message(request: web.Request) -> web.Response:
             reason=refused.text,
             interaction_id=request.headers.get("Interaction-Id"),
         )
-        return text_error(refused.status, refused.text, **refused.headers)
+        # As the adaptor: the caller's Correlation-Id comes back on an error too.
+        echoed = {"Correlation-Id": c} if (c := request.headers.get("Correlation-Id")) else {}
+        return text_error(refused.status, refused.text, **{**echoed, **refused.headers})
     fields = record.log_fields()
     log.info(Event.MESSAGE_ACCEPTED, **fields)
     if wait:
@@ -189,7 +166,7 @@ async def _accept(request: web.Request) -> tuple[OutboundRecord, bool]:
     message_id = _id_header(request, "Message-Id")
     correlation_id = _id_header(request, "Correlation-Id")
     recipient = _recipient(request, directory, interaction_id, request.app[SETTINGS].spine_org_code)
-    body = await _read_body(request)
+    body = await read_body(request)
     try:
         payload_from, payload_to = extract_device_asids(body.payload)
     except EbxmlError as error:
@@ -221,5 +198,6 @@ async def _accept(request: web.Request) -> tuple[OutboundRecord, bool]:
         interaction_id=interaction_id,
         payload=body.payload,
         attachments=body.attachments,
+        external_attachments=body.external_attachments,
     )
     return record, hold
