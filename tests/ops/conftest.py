@@ -205,7 +205,14 @@ def served(rabbitmq_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     token = uuid.uuid4().hex[:12]
     ports = {
         name: str(free_port())
-        for name in ("OUTBOUND", "SPINE_PROXY", "INBOUND", "WORKER", "GP_PROVIDER")
+        for name in (
+            "OUTBOUND",
+            "SPINE_PROXY",
+            "INBOUND",
+            "WORKER",
+            "GP_PROVIDER",
+            "REMOTE_INBOUND",
+        )
     }
     env = {f"MHS_{name}_PORT": port for name, port in ports.items()}
     env.update(
