@@ -76,6 +76,10 @@ class OutboundRecord(BaseModel):
     attachments: tuple[AttachmentIn, ...] = ()
     external_attachments: tuple[ExternalAttachmentIn, ...] = ()
     accepted_at: float
+    # The caller's own ids, exactly as sent, where they differ from the wire ids above
+    # (mhs.ids.wire_id): echoed wherever the caller sees its message.
+    given_message_id: str | None = None
+    given_correlation_id: str | None = None
 
     @classmethod
     def stamped(
@@ -90,6 +94,8 @@ class OutboundRecord(BaseModel):
         attachments: Iterable[AttachmentIn] = (),
         external_attachments: Iterable[ExternalAttachmentIn] = (),
         accepted_at: float | None = None,
+        given_message_id: str | None = None,
+        given_correlation_id: str | None = None,
     ) -> OutboundRecord:
         """The record for a message from ``sender`` to ``recipient``, identities taken from
         the directory's parties (never from the request)."""
@@ -107,7 +113,17 @@ class OutboundRecord(BaseModel):
             attachments=tuple(attachments),
             external_attachments=tuple(external_attachments),
             accepted_at=time.time() if accepted_at is None else accepted_at,
+            given_message_id=given_message_id,
+            given_correlation_id=given_correlation_id,
         )
+
+    @property
+    def caller_ids(self) -> dict[str, str]:
+        """``Message-Id`` and ``Correlation-Id`` as the caller sent them (or as we made them)."""
+        return {
+            "Message-Id": self.given_message_id or self.message_id,
+            "Correlation-Id": self.given_correlation_id or self.correlation_id,
+        }
 
     def log_fields(self) -> dict[str, str]:
         """The fields every log event about this message carries."""

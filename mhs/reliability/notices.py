@@ -50,11 +50,13 @@ def failure_notice(
         timestamp=timestamp_now(),
     )
     ebxml = build_message_error(original, details, message_id=new_id(), timestamp=timestamp_now())
+    # The properties name the message as its sender knows it; the ebXML, as it travelled.
+    caller = record.caller_ids
     return instance_message(
         ebxml=ebxml.decode(),
         payload="",
-        message_id=record.message_id,
-        correlation_id=record.correlation_id,
+        message_id=caller["Message-Id"],
+        correlation_id=caller["Correlation-Id"],
         interaction_id=record.interaction_id,
         from_asid=record.to_asid,
         to_asid=record.from_asid,
@@ -64,6 +66,6 @@ def failure_notice(
         extra={
             "mhs-outcome": outcome,
             "mhs-reason": reason,
-            "ref-to-message-id": record.message_id,
+            "ref-to-message-id": caller["Message-Id"],
         },
     )

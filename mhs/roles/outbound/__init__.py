@@ -15,7 +15,7 @@ from aiohttp import web
 from mhs.broker import Broker, BrokerError
 from mhs.directory import Directory, Party
 from mhs.ebxml import EbxmlError, extract_device_asids
-from mhs.ids import is_asid, is_uuid, new_id
+from mhs.ids import is_asid, new_id, wire_id
 from mhs.messages.outbound import outbound_message
 from mhs.messages.queues import declare_outbound
 from mhs.messages.records import OutboundRecord
@@ -50,13 +50,22 @@ async def _declare_queues(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-def _id_header(request: web.Request, name: str) -> str:
-    value = request.headers.get(name)
-    if value is None or value == "":
-        return new_id()
-    if not is_uuid(value):
-        raise Refused(400, f"{name} header must be a UUID, got {value!r}")
-    return value.upper()
+# Longer ids are refused rather than carried through every log line and header.
+MAX_ID_CHARS = 1000
+
+
+def _ids(request: web.Request, sender: Party) -> dict[str, str | None]:
+    """The message and correlation ids to stamp: the caller's, any string, as the NHS
+    adaptor takes them (kept exactly, for echoing), and the UUIDs they travel as."""
+    ids: dict[str, str | None] = {}
+    for header, key in (("Message-Id", "message_id"), ("Correlation-Id", "correlation_id")):
+        given = request.headers.get(header) or None
+        if given is not None and len(given) > MAX_ID_CHARS:
+            raise Refused(400, f"{header} header is over {MAX_ID_CHARS} characters")
+        wire = new_id() if given is None else wire_id(given, sender.asid)
+        ids[key] = wire
+        ids[f"given_{key}"] = given if given != wire else None
+    return ids
 
 
 def _recipient(
@@ -116,7 +125,7 @@ async def post_message(request: web.Request) -> web.Response:
         return not_queued
     return web.Response(
         status=202,
-        headers={"Message-Id": record.message_id, "Correlation-Id": record.correlation_id},
+        headers=record.caller_ids,
     )
 
 
@@ -163,41 +172,51 @@ async def _accept(request: web.Request) -> tuple[OutboundRecord, bool]:
     from_asid = request.headers.get("from-asid")
     if from_asid is not None and from_asid.strip() != sender.asid:
         raise Refused(403, f"from-asid {from_asid.strip()!r} is not the ASID of this credential")
-    message_id = _id_header(request, "Message-Id")
-    correlation_id = _id_header(request, "Correlation-Id")
+    ids = _ids(request, sender)
     recipient = _recipient(request, directory, interaction_id, request.app[SETTINGS].spine_org_code)
     body = await read_body(request)
-    try:
-        payload_from, payload_to = extract_device_asids(body.payload)
-    except EbxmlError as error:
-        raise Refused(400, f"payload is not well-formed XML: {error}") from None
-    if payload_from is not None and payload_from != sender.asid:
-        raise Refused(
-            403, f"payload communicationFunctionSnd ASID {payload_from} is not this sender's"
-        )
-    if payload_to is not None and payload_to != recipient.asid:
-        mismatch = (
-            f"payload communicationFunctionRcv ASID {payload_to} is not the recipient "
-            f"{recipient.asid} of ods-code {recipient.ods_code}"
-        )
-        if request.app[SETTINGS].hl7_receiver_check == "strict":
-            raise Refused(400, mismatch)
-        request.app[LOG].warning(
-            Event.MESSAGE_RECEIVER_MISMATCH,
-            reason=mismatch,
-            payload_receiver_asid=payload_to,
-            interaction_id=interaction_id,
-            from_asid=sender.asid,
-            to_asid=recipient.asid,
-        )
+    _check_payload_asids(request, body.payload, sender, recipient, interaction_id)
     record = OutboundRecord.stamped(
         sender,
         recipient,
-        message_id=message_id,
-        correlation_id=correlation_id,
+        message_id=str(ids["message_id"]),
+        correlation_id=ids["correlation_id"],
+        given_message_id=ids["given_message_id"],
+        given_correlation_id=ids["given_correlation_id"],
         interaction_id=interaction_id,
         payload=body.payload,
         attachments=body.attachments,
         external_attachments=body.external_attachments,
     )
     return record, hold
+
+
+def _check_payload_asids(
+    request: web.Request, payload: str, sender: Party, recipient: Party, interaction_id: str
+) -> None:
+    """The HL7 sender must be the credential's own system; a foreign HL7 receiver is a
+    warning, or with MHS_HL7_RECEIVER_CHECK=strict a refusal."""
+    try:
+        payload_from, payload_to = extract_device_asids(payload)
+    except EbxmlError as error:
+        raise Refused(400, f"payload is not well-formed XML: {error}") from None
+    if payload_from is not None and payload_from != sender.asid:
+        raise Refused(
+            403, f"payload communicationFunctionSnd ASID {payload_from} is not this sender's"
+        )
+    if payload_to is None or payload_to == recipient.asid:
+        return
+    mismatch = (
+        f"payload communicationFunctionRcv ASID {payload_to} is not the recipient "
+        f"{recipient.asid} of ods-code {recipient.ods_code}"
+    )
+    if request.app[SETTINGS].hl7_receiver_check == "strict":
+        raise Refused(400, mismatch)
+    request.app[LOG].warning(
+        Event.MESSAGE_RECEIVER_MISMATCH,
+        reason=mismatch,
+        payload_receiver_asid=payload_to,
+        interaction_id=interaction_id,
+        from_asid=sender.asid,
+        to_asid=recipient.asid,
+    )

@@ -191,7 +191,7 @@ async def hold_for_reply(
     returns the answer to give if that failed."""
     app = request.app
     replies, log = app[REPLIES], app[LOG]
-    ids = {"Message-Id": record.message_id, "Correlation-Id": record.correlation_id}
+    ids = record.caller_ids
     wait_s = replies.timings.wait_s
     try:
         async with replies.waiting(record.message_id) as reply:
@@ -251,9 +251,9 @@ def _no_reply(
     why = "this outbound MHS is stopping" if stopping else f"within {wait_s:g} s"
     return text_error(
         500,
-        f"No reply to message {record.message_id} arrived {why}; it was sent, "
+        f"No reply to message {record.caller_ids['Message-Id']} arrived {why}; it was sent, "
         "and its reply, when it comes, goes to your inbound queue",
-        **{"Message-Id": record.message_id, "Correlation-Id": record.correlation_id},
+        **record.caller_ids,
     )
 
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from mhs.ids import is_uuid
+from mhs.ids import wire_id
 from mhs.observe.status import build_timeline, status_name
 from mhs.roles.common import DIRECTORY, SETTINGS, json_response, opened_state_store, text_error
 from mhs.roles.outbound.auth import Refused, authenticate
@@ -39,10 +39,9 @@ async def message_status(request: web.Request) -> web.Response:
         caller = authenticate(request, app[DIRECTORY])
     except Refused as refused:
         return text_error(refused.status, refused.text, **refused.headers)
-    message_id = request.match_info["message_id"]
-    if not is_uuid(message_id):
-        return text_error(400, f"message id must be a UUID, got {message_id[:64]!r}")
-    message_id = message_id.upper()
+    given = request.match_info["message_id"]
+    # Asked by the id the caller sent (any string), or by the UUID it travelled as.
+    message_id = wire_id(given, caller.asid)
     if app[SETTINGS].status_ttl_s == 0:
         return text_error(404, "message status is not recorded here (MHS_STATUS_TTL_S=0)")
     try:
@@ -55,5 +54,5 @@ async def message_status(request: web.Request) -> web.Response:
         )
     timeline = build_timeline(message_id, records)
     if timeline is None or not timeline.visible_to(caller.asid):
-        return text_error(404, f"no message {message_id} sent or received by {caller.asid}")
+        return text_error(404, f"no message {given} sent or received by {caller.asid}")
     return json_response(timeline.public())
