@@ -64,3 +64,17 @@ async def test_two_senders_with_the_same_id_send_two_messages() -> None:
     assert wire_id("1", A) == wire_id("1", A)
     uuid = new_id()
     assert wire_id(uuid.lower(), A) == uuid == wire_id(uuid, B)
+
+
+async def test_the_senders_notice_names_the_message_by_its_given_id(harness_factory: Any) -> None:
+    h = await harness_factory(("inbound", "spine-proxy", "worker", "outbound"))
+    # A80009 shares no data with A80001: Spine refuses, and the sender is told.
+    response = await h.send(
+        A, ods_code="A80009", headers={"Message-Id": "refused-1", "Correlation-Id": "conv-1"}
+    )
+    assert response.status == 202
+    notice = await h.take(h.settings.inbound_queue(A))
+    assert notice.message_id == "refused-1"
+    assert notice.correlation_id == "conv-1"
+    assert notice.headers["ref-to-message-id"] == "refused-1"
+    assert notice.headers["mhs-outcome"] == "rejected"
