@@ -234,6 +234,11 @@ def _spawn(
     )
 
 
+# Both systems get as long to start: on a loaded machine RabbitMQ can take a while to
+# declare quorum queues (the CI smoke once saw the yardstick's worker miss 30 s).
+READY_WITHIN_S = 120.0
+
+
 async def _wait_ready(
     session: aiohttp.ClientSession, urls: dict[str, str], within_s: float
 ) -> None:
@@ -314,7 +319,7 @@ async def yardstick(
 
     system.messages = messages
     try:
-        await _wait_ready(session, urls, 30)
+        await _wait_ready(session, urls, READY_WITHIN_S)
         yield system
     finally:
         _stop(system)
@@ -414,7 +419,7 @@ async def product(
 
     system.messages = messages
     try:
-        await _wait_ready(session, urls, 120)
+        await _wait_ready(session, urls, READY_WITHIN_S)
         yield system
     finally:
         _stop(system)
