@@ -38,6 +38,8 @@ from aiolimiter import AsyncLimiter
 from mhs.broker import Broker, Delivery, Subscription
 from mhs.broker.factory import create_broker
 from mhs.directory import Directory, generate_topology
+from mhs.messages.queues import namespace_queues
+from mhs.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 INTERACTION = "RCMR_IN010000UK05"
@@ -85,6 +87,8 @@ class System:
     name: str
     url: str
     queues: list[str]
+    # Every queue it can leave behind, to delete afterwards.
+    owned: list[str] = field(default_factory=list)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     messages: Callable[[int], Iterator[Message]] = field(default=lambda _: iter(()))
 
@@ -301,7 +305,7 @@ async def yardstick(
         "outbound": ["--amqp", amqp, "--queue", work],
     }
     targets = [delivered] if recipients == 1 else [f"{delivered}.{i}" for i in range(recipients)]
-    system = System("yardstick", urls["outbound"] + "/", targets)
+    system = System("yardstick", urls["outbound"] + "/", targets, [*targets, work])
     rng = random.Random(7)  # a reproducible load, not a secret
     for role, extra in args.items():
         system.processes[role] = _spawn(
@@ -377,6 +381,7 @@ async def product(
         f"product-{hosted}",
         urls["outbound"] + "/",
         [f"{prefix}inbound.{p.asid}" for p in recipients],
+        namespace_queues(Settings(queue_prefix=prefix), directory),
     )
     for role in ("inbound", "spine-proxy", "worker", "outbound"):
         argv = [sys.executable, "-m", "mhs", "serve", role]
@@ -498,7 +503,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     log_dir,
                     recipients=args.yardstick_queues,
                 ) as system:
-                    queues += [*system.queues, f"bench-{run}.ys.work"]
+                    queues += system.owned
                     ys = await _measure(driver, system, args, None)
                     half_rate = ys["load"].mps / 2 if args.half_rate else None
                     if half_rate:
@@ -507,7 +512,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 async with product(
                     session, args.broker, prefix, args.size, log_dir, profile=args.profile
                 ) as system:
-                    queues += [*system.queues, f"{prefix}outbound", f"{prefix}dead-letter"]
+                    queues += system.owned
                     pr = await _measure(driver, system, args, half_rate)
                     result["product_rss_mb"] = system.rss_mb()
                 _record(result, ys, pr)
@@ -573,7 +578,7 @@ async def _scaling(
         async with product(
             session, args.broker, prefix, args.size, log_dir, hosted=hosted
         ) as system:
-            queues += [*system.queues, f"{prefix}outbound", f"{prefix}dead-letter"]
+            queues += system.owned
             await driver.watch(system.queues)
             await driver.run(
                 system.url, list(system.messages(args.warmup)), concurrency=args.concurrency

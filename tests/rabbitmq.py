@@ -43,8 +43,9 @@ def left_behind(prefix: str) -> list[str]:
     return [name for name in queue_names(prefix) if not REPLY_QUEUE.search(name)]
 
 
-# Namespaces the suite makes: test-<token>., chaos-<run>., and simulate's <prefix>sim-<run>.
-SUITE_PREFIXES = ("test-", "chaos-", "mhs.sim-")
+# Namespaces the suite makes: test-<token>., chaos-<run>., simulate's <prefix>sim-<run>.,
+# and the bench smoke's bench-<run>.
+SUITE_PREFIXES = ("test-", "chaos-", "mhs.sim-", "bench-")
 
 
 def suite_queues() -> set[str]:
