@@ -13,7 +13,7 @@ from mhs.ebxml import Attachment
 def instance_message(
     *,
     ebxml: str,
-    payload: str,
+    payload: str | None,
     attachments: Iterable[Attachment] = (),
     message_id: str,
     correlation_id: str,

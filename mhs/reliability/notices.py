@@ -54,7 +54,7 @@ def failure_notice(
     caller = record.caller_ids
     return instance_message(
         ebxml=ebxml.decode(),
-        payload="",
+        payload=None,  # no HL7: an adaptor consumer must not parse "" as an empty document
         message_id=caller["Message-Id"],
         correlation_id=caller["Correlation-Id"],
         interaction_id=record.interaction_id,

@@ -78,3 +78,6 @@ async def test_the_senders_notice_names_the_message_by_its_given_id(harness_fact
     assert notice.correlation_id == "conv-1"
     assert notice.headers["ref-to-message-id"] == "refused-1"
     assert notice.headers["mhs-outcome"] == "rejected"
+    body = orjson.loads(notice.body)
+    assert body["payload"] is None  # never "", which an adaptor consumer would parse
+    assert "MessageError" in body["ebXML"]
