@@ -132,12 +132,11 @@ async def acquire(
     if _roles.join(role) is not None:
         return
     store = create_state_store(state_url, prefix=prefix)
-    try:
-        await store.start()
-    except StateError as error:
+    with contextlib.suppress(StateError):
         # Timelines are not worth refusing to start for: writes go on trying, and the
-        # steps that fail are counted in status.write_failed.
-        log.warning(Event.STATUS_WRITE_FAILED, records=0, reason=str(error))
+        # steps that fail are counted in status.write_failed. Nothing is said yet: no step
+        # is lost, and a role that needs the store for itself says why it cannot start.
+        await store.start()
     recorder = _roles.add(role, StatusRecorder(store, log, ttl_s=ttl_s))
     recorder.start()
 
