@@ -81,6 +81,8 @@ async def test_every_role_is_alive_and_ready(harness_factory: Any) -> None:
     for role in ("outbound", "worker", "spine-proxy", "inbound"):
         url = h.url(role)
         assert await answer(h.http, url, "/healthz") == (200, {"status": "alive", "role": role})
+        # The NHS adaptor's liveness path, for load balancers configured for it.
+        assert (await answer(h.http, url, "/healthcheck"))[0] == 200
         assert await answer(h.http, url) == ready(role)
         assert "mhs_ready 1.0" in await metrics(h.http, url)
 
