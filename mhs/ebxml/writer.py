@@ -137,6 +137,30 @@ def _reference(href: str, description: str, document_id: str | None, what: str) 
     return f'<eb:Reference{reference_id} xlink:href="{href}">{text}</eb:Reference>'
 
 
+def _references(attachments: Sequence[Attachment], external: Sequence[ExternalReference]) -> str:
+    """The manifest References after the HL7 payload's: each attachment part (``cid:``),
+    then each document sent in a message of its own (``mid:``)."""
+    parts = [
+        _reference(
+            f"cid:{_esc(a.content_id, 'attachment content_id')}",
+            a.description,
+            a.document_id,
+            "attachment",
+        )
+        for a in attachments
+    ]
+    parts += [
+        _reference(
+            f"mid:{_esc(e.message_id, 'external attachment message_id')}",
+            e.description,
+            e.document_id,
+            "external attachment",
+        )
+        for e in external
+    ]
+    return "".join(parts)
+
+
 def _request_envelope(
     header: MessageHeader,
     message_id: str,
@@ -154,23 +178,7 @@ def _request_envelope(
         if header.sync_reply
         else ""
     )
-    references = "".join(
-        _reference(
-            f"cid:{_esc(a.content_id, 'attachment content_id')}",
-            a.description,
-            a.document_id,
-            "attachment",
-        )
-        for a in attachments
-    ) + "".join(
-        _reference(
-            f"mid:{_esc(e.message_id, 'external attachment message_id')}",
-            e.description,
-            e.document_id,
-            "external attachment",
-        )
-        for e in external
-    )
+    references = _references(attachments, external)
     return (
         f"{_XML_DECLARATION}\r\n{_ENVELOPE_OPEN}<SOAP:Header>"
         + _message_header(
