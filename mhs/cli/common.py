@@ -77,6 +77,7 @@ NOT_SETTINGS = frozenset(
         "MHS_SAMPLES_DIR",
         "MHS_TEST_BROKER_URL",
         "MHS_TEST_REDIS_URL",
+        "MHS_TEST_SWEEP",
     }
 )
 
