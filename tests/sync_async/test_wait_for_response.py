@@ -54,7 +54,7 @@ async def test_a_held_request_is_answered_with_the_replys_payload(
     [answered] = h.events_for(Event.PROXY_ANSWERED_AS_SPINE, message_id)
     assert answered["to_asid"] == SPINE
     [sent] = h.events_for(Event.PROXY_REPLY_SENT, message_id)
-    assert (sent["outcome"], sent["status"], sent["from_asid"]) == ("sent", 202, SPINE)
+    assert (sent["outcome"], sent["status"], sent["from_asid"]) == ("sent", 200, SPINE)
     [delivered] = h.events_for(Event.INBOUND_DELIVERED, message_id)
     assert delivered["queue"].startswith(h.settings.queue("replies."))
     [replied] = h.events_for(Event.MESSAGE_REPLIED, message_id)

@@ -94,13 +94,13 @@ def _nack(message: EbxmlMessage, description: str) -> web.Response:
 
 
 def _acknowledgment(message: EbxmlMessage) -> bytes:
-    """The Acknowledgment to answer (empty when none was requested)."""
-    if not message.header.ack_requested:
-        return b""
+    """The Acknowledgment to answer: for every message, express ones too, whatever its
+    AckRequested says, as the NHS adaptor's inbound MHS and SpineTools answer."""
     return build_acknowledgment(message.header, message_id=new_id(), timestamp=timestamp_now())
 
 
 def _acknowledge(acknowledgment: bytes) -> web.Response:
+    # An Acknowledgment stored before every message was acknowledged may be empty.
     if not acknowledgment:
         return web.Response(status=202)
     return web.Response(status=200, body=acknowledgment, content_type="text/xml")

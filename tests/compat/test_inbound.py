@@ -1,0 +1,44 @@
+"""The inbound MHS answers Spine as the NHS MHS adaptor's does: every message it takes gets
+an Acknowledgment in the response, express ones too, whatever their AckRequested says."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mhs.ebxml import MessageHeader, build_request, classify_reply
+from mhs.ids import new_id
+
+pytestmark = pytest.mark.rabbitmq
+
+
+async def test_an_express_message_is_acknowledged_and_delivered(harness_factory: Any) -> None:
+    h = await harness_factory(["inbound"])
+    # Async express, as Spine sends an SCR query's answer: no AckRequested, no
+    # DuplicateElimination, SyncReply present.
+    header = MessageHeader(
+        from_party_id="YES-0000806",
+        to_party_id="A80001-0000001",
+        cpa_id="S918000000001",
+        conversation_id=new_id(),
+        service="urn:nhs:names:services:psisquery",
+        action="QUPC_IN160102UK05",
+        message_id=new_id(),
+        timestamp="2026-01-01T00:00:00Z",
+        ref_to_message_id=new_id(),
+        sync_reply=True,
+    )
+    body, content_type = build_request(header, "<QUPC_IN160102UK05/>")
+    async with h.http.post(
+        h.url("inbound") + "/reliablemessaging", data=body, headers={"Content-Type": content_type}
+    ) as response:
+        assert response.status == 200
+        assert response.content_type == "text/xml"
+        reply = classify_reply(response.content_type, await response.read())
+    assert reply.kind == "acknowledgment"
+    assert reply.header is not None
+    assert reply.header.ref_to_message_id == header.message_id
+    # A reply is named, as the adaptor names it, by the message it answers.
+    delivered = await h.take(h.settings.inbound_queue("918000000001"))
+    assert delivered.message_id == header.ref_to_message_id
