@@ -59,7 +59,9 @@ def instance_message(
         body=body,
         message_id=message_id,
         correlation_id=correlation_id,
-        headers=headers,
+        # A header we do not know is left out, never sent as null: AMQP 1.0 readers of
+        # the adaptor's queues take application properties as strings.
+        headers={k: v for k, v in headers.items() if v is not None},
         type=interaction_id,
         app_id="mhs-inbound",
     )

@@ -42,3 +42,28 @@ async def test_an_express_message_is_acknowledged_and_delivered(harness_factory:
     # A reply is named, as the adaptor names it, by the message it answers.
     delivered = await h.take(h.settings.inbound_queue("918000000001"))
     assert delivered.message_id == header.ref_to_message_id
+
+
+async def test_no_header_on_an_instance_queue_is_null(harness_factory: Any) -> None:
+    h = await harness_factory(["inbound"])
+    # Posted straight to the inbound MHS, without the Ssp-From the proxy adds: the sender's
+    # ASID is not known, and its header is left out rather than sent as null.
+    header = MessageHeader(
+        from_party_id="B80001-0000101",
+        to_party_id="A80002-0000002",
+        cpa_id="S918000000002",
+        conversation_id=new_id(),
+        service="urn:nhs:names:services:gp2gp",
+        action="RCMR_IN010000UK05",
+        message_id=new_id(),
+        timestamp="2026-01-01T00:00:00Z",
+    )
+    body, content_type = build_request(header, "<RCMR_IN010000UK05/>")
+    async with h.http.post(
+        h.url("inbound") + "/reliablemessaging", data=body, headers={"Content-Type": content_type}
+    ) as response:
+        assert response.status == 200
+    delivered = await h.take(h.settings.inbound_queue("918000000002"))
+    assert "from-asid" not in delivered.headers
+    assert all(value is not None for value in delivered.headers.values())
+    assert delivered.headers["to-asid"] == "918000000002"
