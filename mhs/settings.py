@@ -73,6 +73,13 @@ class Settings(BaseSettings):
         description="prefix of the broker connection names (<prefix>-<role>)",
     )
     queue_prefix: str = Field(default="mhs.", pattern=r"^[A-Za-z0-9_.:-]*$")
+    inbound_shared_queue: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="one queue, named exactly this, for every hosted instance's messages, "
+        "as the NHS adaptor's consumers read (its MHS_INBOUND_QUEUE_NAME, default 'inbound'); "
+        "the to-asid header says whose; unset: a queue per instance, <prefix>inbound.<ASID>",
+    )
     queue_type: Literal["quorum", "classic"] = "quorum"
     delivery_limit: int = Field(default=20, ge=1)
     prefetch: int = Field(default=64, ge=1, le=65535)
@@ -228,7 +235,8 @@ class Settings(BaseSettings):
         return self.queue("dead-letter")
 
     def inbound_queue(self, asid: str) -> str:
-        return self.queue(f"inbound.{asid}")
+        """Where messages for hosted instance ``asid`` go: its own queue, or the shared one."""
+        return self.inbound_shared_queue or self.queue(f"inbound.{asid}")
 
     def reply_queue(self, replica: str) -> str:
         """Where replies for the requests one outbound replica holds (wait-for-response) go."""

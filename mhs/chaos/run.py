@@ -290,7 +290,9 @@ async def chaos(
     started = time.monotonic()
     await observer_broker.start()
     observer = Observer(
-        observer_broker, [cluster.settings.inbound_queue(p.asid) for p in directory.parties], tally
+        observer_broker,
+        sorted({cluster.settings.inbound_queue(p.asid) for p in directory.parties}),
+        tally,
     )
     phases: list[dict[str, Any]] = []
     try:

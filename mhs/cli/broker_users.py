@@ -50,6 +50,13 @@ def broker_users(
         err.print(f"[red]--via {via!r}[/red]: choose auto, management or rabbitmqctl")
         raise typer.Exit(2)
     settings = settings_from(broker_url=broker, topology=topology)
+    if settings.inbound_shared_queue:
+        err.print(
+            f"[red]MHS_INBOUND_SHARED_QUEUE is set[/red]: every instance's messages share "
+            f"{settings.inbound_shared_queue!r}, so no user can be given only its own; "
+            "unset it for a queue per instance"
+        )
+        raise typer.Exit(2)
     users = plan_users(directory_for(settings), settings, asid or ())
     done = "planned"
     if apply or remove:

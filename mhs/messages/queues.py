@@ -50,7 +50,7 @@ def namespace_queues(settings: Settings, directory: Directory) -> list[str]:
     """Every queue the roles can declare for ``directory`` in ``settings``' namespace: what a
     tool that gives one run a namespace of its own deletes afterwards. Each outbound
     replica's reply queue is not listed: RabbitMQ deletes it once unused (``x-expires``)."""
-    names = [settings.inbound_queue(party.asid) for party in directory.parties]
+    names = sorted({settings.inbound_queue(party.asid) for party in directory.parties})
     names += [
         settings.outbound_queue,
         settings.dead_letter_queue,

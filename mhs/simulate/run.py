@@ -123,7 +123,7 @@ async def simulate(
     if cluster.shared_broker is None:
         await client.start()
     tally, timing = Tally(), _Timing()
-    queues = [settings.inbound_queue(p.asid) for p in directory.parties]
+    queues = sorted({settings.inbound_queue(p.asid) for p in directory.parties})
     observer = Observer(client, queues, tally, _listener(timing, progress))
     try:
         await observer.start()

@@ -3,6 +3,9 @@ an Acknowledgment in the response, express ones too, whatever their AckRequested
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -67,3 +70,32 @@ async def test_no_header_on_an_instance_queue_is_null(harness_factory: Any) -> N
     assert "from-asid" not in delivered.headers
     assert all(value is not None for value in delivered.headers.values())
     assert delivered.headers["to-asid"] == "918000000002"
+
+
+async def test_one_shared_queue_takes_every_instances_messages(
+    harness_factory: Any, unique: str
+) -> None:
+    # As the adaptor's consumers read: one queue, named exactly (MHS_INBOUND_QUEUE_NAME
+    # there), the to-asid header saying whose each message is.
+    shared = f"test-{unique}.shared-inbound"
+    h = await harness_factory(
+        ("inbound", "spine-proxy", "worker", "outbound"), inbound_shared_queue=shared
+    )
+    for ods in ("A80002", "A80003"):
+        assert (await h.send("918000000001", ods_code=ods)).status == 202
+    taken = [await h.take(shared) for _ in range(2)]
+    assert sorted(str(d.headers["to-asid"]) for d in taken) == ["918000000002", "918000000003"]
+    assert h.settings.inbound_queue("918000000002") == shared
+
+
+def test_broker_users_refuse_a_shared_queue() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mhs", "broker-users"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "MHS_INBOUND_SHARED_QUEUE": "inbound"},
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "MHS_INBOUND_SHARED_QUEUE is set" in result.stderr
