@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from mhs.ebxml import MessageHeader, build_request, classify_reply
+from mhs.ebxml import MessageHeader
 from mhs.ids import new_id
 
 pytestmark = pytest.mark.rabbitmq
@@ -32,14 +32,8 @@ async def test_an_express_message_is_acknowledged_and_delivered(harness_factory:
         ref_to_message_id=new_id(),
         sync_reply=True,
     )
-    body, content_type = build_request(header, "<QUPC_IN160102UK05/>")
-    async with h.http.post(
-        h.url("inbound") + "/reliablemessaging", data=body, headers={"Content-Type": content_type}
-    ) as response:
-        assert response.status == 200
-        assert response.content_type == "text/xml"
-        reply = classify_reply(response.content_type, await response.read())
-    assert reply.kind == "acknowledgment"
+    status, reply = await h.post_ebxml(header, "<QUPC_IN160102UK05/>")
+    assert (status, reply.kind) == (200, "acknowledgment")
     assert reply.header is not None
     assert reply.header.ref_to_message_id == header.message_id
     # A reply is named, as the adaptor names it, by the message it answers.
@@ -61,11 +55,8 @@ async def test_no_header_on_an_instance_queue_is_null(harness_factory: Any) -> N
         message_id=new_id(),
         timestamp="2026-01-01T00:00:00Z",
     )
-    body, content_type = build_request(header, "<RCMR_IN010000UK05/>")
-    async with h.http.post(
-        h.url("inbound") + "/reliablemessaging", data=body, headers={"Content-Type": content_type}
-    ) as response:
-        assert response.status == 200
+    status, reply = await h.post_ebxml(header, "<RCMR_IN010000UK05/>")
+    assert (status, reply.kind) == (200, "acknowledgment")
     delivered = await h.take(h.settings.inbound_queue("918000000002"))
     assert "from-asid" not in delivered.headers
     assert all(value is not None for value in delivered.headers.values())

@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 from mhs.broker import Broker, Delivery
 from mhs.broker.factory import create_broker
 from mhs.directory import Directory, load_topology
+from mhs.ebxml import MessageHeader, SpineReply, build_request, classify_reply
 from mhs.messages.queues import declare_known, namespace_queues
 from mhs.runner import ROLES, Cluster, RoleName
 from mhs.settings import Settings
@@ -79,6 +80,17 @@ class Harness:
         ) as response:
             await response.read()
             return response
+
+    async def post_ebxml(self, header: MessageHeader, payload: str) -> tuple[int, SpineReply]:
+        """POST an ebXML message straight to the inbound MHS, as Spine would: the status
+        and what the answer is."""
+        body, content_type = build_request(header, payload)
+        async with self.http.post(
+            self.url("inbound") + "/reliablemessaging",
+            data=body,
+            headers={"Content-Type": content_type},
+        ) as response:
+            return response.status, classify_reply(response.content_type, await response.read())
 
     async def take(self, queue: str, within_s: float = 10.0) -> Delivery:
         """The next message on ``queue`` (acked), failing after ``within_s``."""

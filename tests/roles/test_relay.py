@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from mhs.directory import Directory, generate_topology
-from mhs.ebxml import MessageHeader, build_request, classify_reply, parse_header
+from mhs.ebxml import MessageHeader, classify_reply, parse_header
 from mhs.ids import new_id
 from mhs.observe.events import Event
 
@@ -200,12 +200,8 @@ async def test_an_unknown_to_party_is_nacked_and_nothing_published(harness_facto
         duplicate_elimination=True,
         ack_requested=True,
     )
-    body, content_type = build_request(header, "<x/>")
-    async with h.http.post(
-        h.url("inbound") + "/reliablemessaging", data=body, headers={"Content-Type": content_type}
-    ) as response:
-        assert response.status == 200
-        reply = classify_reply(response.content_type, await response.read())
+    status, reply = await h.post_ebxml(header, "<x/>")
+    assert status == 200
     assert reply.kind == "message-error"
     assert reply.errors[0].code == "ValueNotRecognized"
     assert reply.errors[0].description == "501314:Invalid To Party Type attribute"
@@ -231,15 +227,8 @@ async def test_a_duplicate_is_acknowledged_but_delivered_once(harness_factory: A
         duplicate_elimination=True,
         ack_requested=True,
     )
-    body, content_type = build_request(header, "<x/>")
-    kinds = []
-    for _ in range(2):
-        async with h.http.post(
-            h.url("inbound") + "/", data=body, headers={"Content-Type": content_type}
-        ) as response:
-            assert response.status == 200
-            kinds.append(classify_reply(response.content_type, await response.read()).kind)
-    assert kinds == ["acknowledgment", "acknowledgment"]
+    answers = [await h.post_ebxml(header, "<x/>") for _ in range(2)]
+    assert [(status, reply.kind) for status, reply in answers] == [(200, "acknowledgment")] * 2
     await h.take(h.settings.inbound_queue(RECIPIENT))
     assert await h.depth(h.settings.inbound_queue(RECIPIENT)) == 0
     assert len(h.events(Event.INBOUND_DUPLICATE)) == 1
