@@ -119,7 +119,7 @@ class Cluster:
             if name == served:
                 url = await self._run("inbound", app, settings.inbound_port)
             else:
-                endpoint = urlsplit(endpoint_of(settings, self.directory, name))
+                endpoint = urlsplit(_endpoint_of(settings, self.directory, name))
                 url = await self._run(
                     f"inbound:{name}",
                     app,
@@ -168,7 +168,7 @@ class Cluster:
             self.shared_broker = None
 
 
-def endpoint_of(settings: Settings, directory: Directory, mhs: str) -> str:
+def _endpoint_of(settings: Settings, directory: Directory, mhs: str) -> str:
     """The effective inbound URL of MHS ``mhs`` (topology filled from the ports, override)."""
     entry = directory.mhs(mhs)
     if entry is None:
@@ -184,7 +184,7 @@ def local_others(settings: Settings, directory: Directory) -> list[str]:
         m.name
         for m in directory.topology.mhs
         if m.name != (settings.local_mhs or directory.hosted_mhs.name)
-        and urlsplit(endpoint_of(settings, directory, m.name)).hostname in here
+        and urlsplit(_endpoint_of(settings, directory, m.name)).hostname in here
     ]
 
 

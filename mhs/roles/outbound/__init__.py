@@ -54,18 +54,14 @@ async def _declare_queues(app: web.Application) -> AsyncIterator[None]:
 MAX_ID_CHARS = 1000
 
 
-def _ids(request: web.Request, sender: Party) -> dict[str, str | None]:
-    """The message and correlation ids to stamp: the caller's, any string, as the NHS
-    adaptor takes them (kept exactly, for echoing), and the UUIDs they travel as."""
-    ids: dict[str, str | None] = {}
-    for header, key in (("Message-Id", "message_id"), ("Correlation-Id", "correlation_id")):
-        given = request.headers.get(header) or None
-        if given is not None and len(given) > MAX_ID_CHARS:
-            raise Refused(400, f"{header} header is over {MAX_ID_CHARS} characters")
-        wire = new_id() if given is None else wire_id(given, sender.asid)
-        ids[key] = wire
-        ids[f"given_{key}"] = given if given != wire else None
-    return ids
+def _id(request: web.Request, header: str, sender: Party) -> tuple[str, str | None]:
+    """The id ``header`` names: the UUID it travels as, and the caller's own (any string, as
+    the NHS adaptor takes it; kept exactly, for echoing) where that differs."""
+    given = request.headers.get(header) or None
+    if given is not None and len(given) > MAX_ID_CHARS:
+        raise Refused(400, f"{header} header is over {MAX_ID_CHARS} characters")
+    wire = new_id() if given is None else wire_id(given, sender.asid)
+    return wire, given if given != wire else None
 
 
 def _recipient(
@@ -172,17 +168,18 @@ async def _accept(request: web.Request) -> tuple[OutboundRecord, bool]:
     from_asid = request.headers.get("from-asid")
     if from_asid is not None and from_asid.strip() != sender.asid:
         raise Refused(403, f"from-asid {from_asid.strip()!r} is not the ASID of this credential")
-    ids = _ids(request, sender)
+    message_id, given_message_id = _id(request, "Message-Id", sender)
+    correlation_id, given_correlation_id = _id(request, "Correlation-Id", sender)
     recipient = _recipient(request, directory, interaction_id, request.app[SETTINGS].spine_org_code)
     body = await read_body(request)
     _check_payload_asids(request, body.payload, sender, recipient, interaction_id)
     record = OutboundRecord.stamped(
         sender,
         recipient,
-        message_id=str(ids["message_id"]),
-        correlation_id=ids["correlation_id"],
-        given_message_id=ids["given_message_id"],
-        given_correlation_id=ids["given_correlation_id"],
+        message_id=message_id,
+        correlation_id=correlation_id,
+        given_message_id=given_message_id,
+        given_correlation_id=given_correlation_id,
         interaction_id=interaction_id,
         payload=body.payload,
         attachments=body.attachments,
