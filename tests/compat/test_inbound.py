@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from mhs.ebxml import MessageHeader
 from mhs.ids import new_id
+from tests.roles.conftest import inbound_header
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -20,15 +20,12 @@ async def test_an_express_message_is_acknowledged_and_delivered(harness_factory:
     h = await harness_factory(["inbound"])
     # Async express, as Spine sends an SCR query's answer: no AckRequested, no
     # DuplicateElimination, SyncReply present.
-    header = MessageHeader(
+    header = inbound_header(
         from_party_id="YES-0000806",
         to_party_id="A80001-0000001",
         cpa_id="S918000000001",
-        conversation_id=new_id(),
         service="urn:nhs:names:services:psisquery",
         action="QUPC_IN160102UK05",
-        message_id=new_id(),
-        timestamp="2026-01-01T00:00:00Z",
         ref_to_message_id=new_id(),
         sync_reply=True,
     )
@@ -45,16 +42,7 @@ async def test_no_header_on_an_instance_queue_is_null(harness_factory: Any) -> N
     h = await harness_factory(["inbound"])
     # Posted straight to the inbound MHS, without the Ssp-From the proxy adds: the sender's
     # ASID is not known, and its header is left out rather than sent as null.
-    header = MessageHeader(
-        from_party_id="B80001-0000101",
-        to_party_id="A80002-0000002",
-        cpa_id="S918000000002",
-        conversation_id=new_id(),
-        service="urn:nhs:names:services:gp2gp",
-        action="RCMR_IN010000UK05",
-        message_id=new_id(),
-        timestamp="2026-01-01T00:00:00Z",
-    )
+    header = inbound_header(from_party_id="B80001-0000101")
     status, reply = await h.post_ebxml(header, "<RCMR_IN010000UK05/>")
     assert (status, reply.kind) == (200, "acknowledgment")
     delivered = await h.take(h.settings.inbound_queue("918000000002"))

@@ -17,6 +17,7 @@ from mhs.broker import Broker, Delivery
 from mhs.broker.factory import create_broker
 from mhs.directory import Directory, load_topology
 from mhs.ebxml import MessageHeader, SpineReply, build_request, classify_reply
+from mhs.ids import new_id
 from mhs.messages.queues import declare_known, namespace_queues
 from mhs.runner import ROLES, Cluster, RoleName
 from mhs.settings import Settings
@@ -25,6 +26,22 @@ HL7 = (
     '<hl7:RCMR_IN010000UK05 xmlns:hl7="urn:hl7-org:v3">'
     '<hl7:id root="{id}"/></hl7:RCMR_IN010000UK05>'
 )
+
+
+def inbound_header(**changes: Any) -> MessageHeader:
+    """An ebXML header for a message to the inbound MHS: a GP2GP extract from hosted
+    practice A80001 to A80002, new ids, no reliability flags, unless ``changes`` say else."""
+    fields: dict[str, Any] = {
+        "from_party_id": "A80001-0000001",
+        "to_party_id": "A80002-0000002",
+        "cpa_id": "S918000000002",
+        "conversation_id": new_id(),
+        "service": "urn:nhs:names:services:gp2gp",
+        "action": "RCMR_IN010000UK05",
+        "message_id": new_id(),
+        "timestamp": "2026-01-01T00:00:00Z",
+    }
+    return MessageHeader(**{**fields, **changes})
 
 
 @dataclass

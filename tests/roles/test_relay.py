@@ -9,9 +9,10 @@ import orjson
 import pytest
 
 from mhs.directory import Directory, generate_topology
-from mhs.ebxml import MessageHeader, classify_reply, parse_header
+from mhs.ebxml import classify_reply, parse_header
 from mhs.ids import new_id
 from mhs.observe.events import Event
+from tests.roles.conftest import inbound_header
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -188,15 +189,10 @@ async def test_retries_exhausted_are_dead_lettered(harness_factory: Any) -> None
 async def test_an_unknown_to_party_is_nacked_and_nothing_published(harness_factory: Any) -> None:
 
     h = await harness_factory(["inbound"])
-    header = MessageHeader(
+    header = inbound_header(
         from_party_id="YES-0000806",
         to_party_id="NOTUS-0000001",
         cpa_id="S1001A1630",
-        conversation_id=new_id(),
-        service="urn:nhs:names:services:gp2gp",
-        action="RCMR_IN010000UK05",
-        message_id=new_id(),
-        timestamp="2026-01-01T00:00:00Z",
         duplicate_elimination=True,
         ack_requested=True,
     )
@@ -215,18 +211,7 @@ async def test_an_unknown_to_party_is_nacked_and_nothing_published(harness_facto
 async def test_a_duplicate_is_acknowledged_but_delivered_once(harness_factory: Any) -> None:
 
     h = await harness_factory(["inbound"])
-    header = MessageHeader(
-        from_party_id="A80001-0000001",
-        to_party_id="A80002-0000002",
-        cpa_id="S918000000002",
-        conversation_id=new_id(),
-        service="urn:nhs:names:services:gp2gp",
-        action="RCMR_IN010000UK05",
-        message_id=new_id(),
-        timestamp="2026-01-01T00:00:00Z",
-        duplicate_elimination=True,
-        ack_requested=True,
-    )
+    header = inbound_header(duplicate_elimination=True, ack_requested=True)
     answers = [await h.post_ebxml(header, "<x/>") for _ in range(2)]
     assert [(status, reply.kind) for status, reply in answers] == [(200, "acknowledgment")] * 2
     await h.take(h.settings.inbound_queue(RECIPIENT))
