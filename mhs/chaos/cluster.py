@@ -25,6 +25,7 @@ from mhs.chaos.processes import RoleProcess, free_port
 from mhs.chaos.rabbit import close_connections
 from mhs.chaos.tap import Tap
 from mhs.directory import Directory, load_topology
+from mhs.directory.catalogue import set_reliability
 from mhs.directory.loader import DEFAULT_TOPOLOGY
 from mhs.messages.queues import namespace_queues
 from mhs.settings import Settings
@@ -46,7 +47,7 @@ def chaos_topology() -> dict[str, Any]:
     text = resources.files("mhs.directory").joinpath(DEFAULT_TOPOLOGY).read_text()
     raw: dict[str, Any] = yaml.safe_load(text)
     for interaction, rules in CHAOS_RELIABILITY.items():
-        raw["interactions"][interaction]["reliability"].update(rules)
+        set_reliability(raw, interaction, **rules)
     return raw
 
 

@@ -23,7 +23,7 @@ from mhs.ebxml import (
 )
 from mhs.ebxml.safexml import parse_xml
 from mhs.ids import is_asid, new_id
-from mhs.simulate.plan import Planned
+from mhs.simulate.plan import GP2GP, Planned
 
 Target = Literal["outbound", "inbound"]
 
@@ -202,13 +202,13 @@ def generated_shots(
 ) -> Iterator[Shot]:
     """An endless stream of messages between the chosen instances. Without recipients, each
     sender writes to hosted instances it shares data with, for interactions both are
-    accredited for."""
+    accredited for (the GP2GP ones unless ``interactions`` names others)."""
     directory = addressing.directory
     chosen = [addressing.party(s, hosted=True) for s in senders] or [
         p for p in directory.parties if p.hosted
     ]
     targets = [addressing.party(r) for r in recipients]
-    kinds = list(interactions) or sorted(directory.interactions)
+    kinds = list(interactions) or [i for i in GP2GP if directory.interaction(i) is not None]
     for interaction in kinds:
         if directory.interaction(interaction) is None:
             raise InjectError(f"unknown interaction {interaction} in {directory.source}")

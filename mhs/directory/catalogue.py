@@ -1,8 +1,12 @@
-"""The built-in interaction catalogue used by generated topologies."""
+"""The built-in interaction catalogue (interactions.yaml) every topology starts from, and
+each pattern's default reliability settings."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 # Retry intervals are shorter than Spine's (PT1M and more) so that a simulation with
 # injected faults finishes in seconds; persist durations keep Spine's values.
@@ -19,52 +23,37 @@ _EXPRESS = {
     "persist_duration": "PT4M",
     "ack_requested": "never",
     "duplicate_elimination": "never",
-    "sync_reply_mode": "MSHSignalsOnly",
 }
 
-
-def _forward(description: str) -> dict[str, Any]:
-    return {
-        "service": "urn:nhs:names:services:gp2gp",
-        "pattern": "forward-reliable",
-        "description": description,
-        "reliability": {**_RELIABLE, "sync_reply_mode": "None"},
-    }
-
-
-CATALOGUE: dict[str, dict[str, Any]] = {
-    "RCMR_IN010000UK05": _forward("GP2GP EHR request"),
-    "RCMR_IN030000UK06": _forward("GP2GP EHR extract"),
-    "COPC_IN000001UK01": _forward("GP2GP common content: large message fragment"),
-    "MCCI_IN010000UK13": _forward("HL7 application acknowledgement"),
-    "REPC_IN150016UK05": {
-        "service": "urn:nhs:names:services:psis",
-        "pattern": "async-reliable",
-        "description": "SCR GP summary upload",
-        "reliability": {**_RELIABLE, "sync_reply_mode": "MSHSignalsOnly"},
-    },
-    "QUPC_IN160101UK05": {
-        "service": "urn:nhs:names:services:psisquery",
-        "pattern": "async-express",
-        "sync_async": True,
-        "description": "SCR document list request",
-        "reliability": _EXPRESS,
-        "reply": "QUPC_IN160102UK05",
-    },
-    "QUPC_IN160102UK05": {
-        "service": "urn:nhs:names:services:psisquery",
-        "pattern": "async-express",
-        "description": "SCR document list response (Spine's reply to QUPC_IN160101UK05)",
-        "reliability": _EXPRESS,
-    },
+PATTERN_RELIABILITY: dict[str, dict[str, Any]] = {
+    "async-express": {**_EXPRESS, "sync_reply_mode": "MSHSignalsOnly"},
+    "async-reliable": {**_RELIABLE, "sync_reply_mode": "MSHSignalsOnly"},
+    "forward-reliable": {**_RELIABLE, "sync_reply_mode": "None"},
+    "forward-express": {**_EXPRESS, "sync_reply_mode": "None"},
+    # A sync request is one SOAP exchange, answered or not; it is never queued or retried.
+    "sync": {**_EXPRESS, "retries": 0, "sync_reply_mode": "None"},
 }
 
-# Spine itself, for its own services (the SCR): the party an SCR query goes to when the
-# request names no ods-code, as the NHS adaptor defaults to MHS_SPINE_ORG_CODE.
+CATALOGUE: dict[str, dict[str, Any]] = yaml.safe_load(
+    Path(__file__).with_name("interactions.yaml").read_text()
+)
+
+# Spine itself, for its own services: the party a message goes to when the request names
+# no ods-code, as the NHS adaptor defaults to MHS_SPINE_ORG_CODE.
 SPINE: dict[str, Any] = {
     "name": "Spine",
     "ods_code": "YES",
     "asid": "990000000806",
     "party_key": "YES-0000806",
-    "interactions": ["REPC_IN150016UK05", "QUPC_IN160101UK05", "QUPC_IN160102UK05"],
+    # Spine receives its own services, not the messages practices exchange through it.
+    "interactions": ["*", "!RCMR_IN010000UK05", "!RCMR_IN030000UK06", "!COPC_IN000001UK01"],
 }
+
+
+def set_reliability(raw: dict[str, Any], interaction_id: str, **rules: Any) -> None:
+    """Change ``interaction_id``'s reliability in the raw topology ``raw``: its own entry
+    there, or else the catalogue's, with ``rules`` over the attributes it has."""
+    interactions = raw.setdefault("interactions", {})
+    entry = interactions.get(interaction_id) or CATALOGUE[interaction_id]
+    reliability = entry.get("reliability") or PATTERN_RELIABILITY[entry["pattern"]]
+    interactions[interaction_id] = {**entry, "reliability": {**reliability, **rules}}

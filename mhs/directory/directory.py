@@ -11,7 +11,7 @@ from itertools import combinations
 from urllib.parse import urlsplit
 
 from mhs.directory.addresses import LocalAddresses
-from mhs.directory.model import Interaction, Mhs, Spine, Topology
+from mhs.directory.model import Interaction, Mhs, Topology
 
 SPINE_MHS = "spine"
 
@@ -87,7 +87,7 @@ class Directory:
                     mhs=mhs.name,
                     hosted=mhs.hosted,
                     endpoint=mhs.endpoint,
-                    interactions=frozenset(instance.interactions),
+                    interactions=self.topology.accredited(instance.interactions),
                     fqdn=mhs.fqdn or urlsplit(mhs.endpoint).hostname or "",
                     gpconnect_endpoint=mhs.gpconnect_endpoint,
                 )
@@ -99,7 +99,7 @@ class Directory:
                     self._credentials[_digest(secret)] = (secret, party)
                     self._credential_by_asid[party.asid] = secret
         self._practices = dict(self._by_asid)
-        self.spine = _spine_party(topology.spine) if topology.spine is not None else None
+        self.spine = _spine_party(topology) if topology.spine is not None else None
         if self.spine is not None:
             # Found by ASID, ODS code and party key like any system, but not one of `parties`
             # (the practices' systems): it has no queue and no inbound MHS.
@@ -190,7 +190,9 @@ class Directory:
         return sorted((a, b) for a, b in pairs)
 
 
-def _spine_party(spine: Spine) -> Party:
+def _spine_party(topology: Topology) -> Party:
+    spine = topology.spine
+    assert spine is not None
     return Party(
         name=spine.name,
         ods_code=spine.ods_code,
@@ -200,7 +202,7 @@ def _spine_party(spine: Spine) -> Party:
         mhs=SPINE_MHS,
         hosted=False,
         endpoint="",
-        interactions=frozenset(spine.interactions),
+        interactions=topology.accredited(spine.interactions),
         fqdn="",
         gpconnect_endpoint=None,
         spine=True,

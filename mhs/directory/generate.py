@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from mhs.directory.catalogue import CATALOGUE, SPINE
-from mhs.directory.model import Topology
+from mhs.directory.model import Interaction, Topology
 from mhs.gpconnect.interactions import GPCONNECT_INTERACTIONS
 
 STRUCTURED_RECORD = "urn:nhs:names:services:gpconnect:fhir:operation:gpc.getstructuredrecord-1"
@@ -44,10 +44,10 @@ def _hosted_instance(
     n: int, hosted: int, *, shared_party_key: bool, gpconnect: bool
 ) -> dict[str, Any]:
     ods = hosted_ods(n)
-    interactions = tuple(CATALOGUE)
+    interactions: tuple[str, ...] = ("*",)
     gpc = tuple(GPCONNECT_INTERACTIONS) if gpconnect else ()
     if n == hosted:
-        interactions = tuple(i for i in interactions if i != "RCMR_IN030000UK06")
+        interactions = ("*", "!RCMR_IN030000UK06")
         gpc = tuple(i for i in gpc if i != STRUCTURED_RECORD)
     instance: dict[str, Any] = {
         "name": f"Hosted practice {n}",
@@ -62,9 +62,9 @@ def _hosted_instance(
 
 
 def _remote_instance(n: int, remote: int) -> dict[str, Any]:
-    interactions = tuple(CATALOGUE)
+    interactions: tuple[str, ...] = ("*",)
     if n == remote and remote > 1:
-        interactions = tuple(i for i in interactions if i != "COPC_IN000001UK01")
+        interactions = ("*", "!COPC_IN000001UK01")
     return {
         "name": f"Remote practice {n}",
         "ods_code": remote_ods(n),
@@ -138,7 +138,6 @@ def generate_topology(
             "mhs": mhs,
             "spine": SPINE,
             "agreement_groups": _regions(hosted, remote),
-            "interactions": CATALOGUE,
         }
     )
 
@@ -146,6 +145,15 @@ def generate_topology(
 def topology_yaml(topology: Topology, header: str = "") -> str:
     """``topology`` as a topology file, credentials written out."""
     data = topology.model_dump(mode="json", exclude_none=True)
+    # Only what differs from the built-in catalogue is written; the rest comes with it.
+    data["interactions"] = {
+        name: entry
+        for name, entry in data["interactions"].items()
+        if name not in CATALOGUE
+        or Interaction.model_validate(CATALOGUE[name]) != topology.interactions[name]
+    }
+    if not data["interactions"]:
+        del data["interactions"]
     for mhs, model in zip(data["mhs"], topology.mhs, strict=True):
         for instance, source in zip(mhs["instances"], model.instances, strict=True):
             if source.credential is not None:

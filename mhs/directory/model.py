@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import isodate
 from pydantic import (
@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from mhs.directory.addresses import LocalAddresses
+from mhs.directory.catalogue import CATALOGUE, PATTERN_RELIABILITY
 from mhs.gpconnect.interactions import GPCONNECT_INTERACTIONS
 
 ASID_PATTERN = r"^[0-9]{12}$"
@@ -28,7 +29,7 @@ FQDN_PATTERN = rf"^{_LABEL}(\.{_LABEL})*$"
 # A base URL without a trailing slash: service roots are this plus /<ODS>/STU3/1/<segment>.
 BASE_URL_PATTERN = r"^https?://[^/?#\s]+(/[^?#\s]*[^/?#\s])?$"
 
-Pattern = Literal["async-express", "async-reliable", "forward-reliable"]
+Pattern = Literal["sync", "async-express", "async-reliable", "forward-reliable", "forward-express"]
 AlwaysNever = Literal["always", "never"]
 SyncReplyMode = Literal["MSHSignalsOnly", "None"]
 
@@ -68,7 +69,7 @@ class Reliability(_Strict):
 class Interaction(_Strict):
     """One entry of the interaction catalogue."""
 
-    service: str = Field(pattern=r"^urn:nhs:names:services:[a-z0-9]+$")
+    service: str = Field(pattern=r"^urn:nhs:names:services:[a-z0-9-]+$")
     pattern: Pattern
     sync_async: bool = False
     description: str = ""
@@ -77,6 +78,14 @@ class Interaction(_Strict):
         default=None,
         description="the interaction Spine answers with when Spine itself receives this one",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pattern_reliability(cls, data: Any) -> Any:
+        # Reliability may be left out: the pattern's defaults apply.
+        if isinstance(data, dict) and "reliability" not in data:
+            return {**data, "reliability": PATTERN_RELIABILITY.get(data.get("pattern", ""), {})}
+        return data
 
 
 class Instance(_Strict):
@@ -164,7 +173,26 @@ class Topology(_Strict):
     spine: Spine | None = None
     agreements: tuple[tuple[str, str], ...] = ()
     agreement_groups: tuple[tuple[str, ...], ...] = ()
-    interactions: dict[str, Interaction] = Field(min_length=1)
+    interactions: dict[str, Interaction] = Field(
+        default_factory=dict,
+        description="the built-in catalogue (interactions.yaml) with these entries added or "
+        "overriding it by id",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _over_the_catalogue(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {**data, "interactions": {**CATALOGUE, **(data.get("interactions") or {})}}
+        return data
+
+    def accredited(self, listed: tuple[str, ...]) -> frozenset[str]:
+        """The interactions an instance's list names: ``*`` is every one in the catalogue
+        (GP Connect's are named one by one), ``!ID`` takes one away."""
+        named = {i for i in listed if i != "*" and not i.startswith("!")}
+        if "*" in listed:
+            named |= self.interactions.keys()
+        return frozenset(named - {i[1:] for i in listed if i.startswith("!")})
 
     @model_validator(mode="after")
     def _cross_references(self) -> Topology:
@@ -180,7 +208,10 @@ class Topology(_Strict):
                 if ods not in ods_codes:
                     raise ValueError(f"agreement group names unknown ODS code {ods!r}")
         for name, interaction in self.interactions.items():
-            if interaction.reply is not None and interaction.reply not in self.interactions:
+            # A sync interaction's reply is the HL7 in Spine's answer, not a message of its own.
+            reply = interaction.reply
+            sync = interaction.pattern == "sync"
+            if reply is not None and not sync and reply not in self.interactions:
                 raise ValueError(
                     f"interactions.{name}.reply: unknown interaction {interaction.reply!r}"
                 )
@@ -222,8 +253,8 @@ class Topology(_Strict):
         return ods_codes
 
     def _known_interactions(self, where: str, interactions: tuple[str, ...]) -> None:
-        known = self.interactions.keys() | GPCONNECT_INTERACTIONS.keys()
-        unknown = [i for i in interactions if i not in known]
+        known = self.interactions.keys() | GPCONNECT_INTERACTIONS.keys() | {"*"}
+        unknown = [i for i in interactions if i.removeprefix("!") not in known]
         if unknown:
             raise ValueError(f"{where}: unknown interaction {unknown[0]!r}")
 

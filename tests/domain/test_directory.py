@@ -148,8 +148,20 @@ def _write(tmp_path: Path, data: object, name: str = "topology.yaml") -> Path:
             "(Hosted practice 2) is hosted here but has no credential",
         ),
         (
-            lambda d: d["interactions"]["RCMR_IN010000UK05"]["reliability"].__setitem__(
-                "retry_interval", "60"
+            lambda d: d.setdefault("interactions", {}).__setitem__(
+                "RCMR_IN010000UK05",
+                {
+                    "service": "urn:nhs:names:services:gp2gp",
+                    "pattern": "forward-reliable",
+                    "reliability": {
+                        "retries": 2,
+                        "retry_interval": "60",
+                        "persist_duration": "PT5M",
+                        "ack_requested": "always",
+                        "duplicate_elimination": "always",
+                        "sync_reply_mode": "None",
+                    },
+                },
             ),
             "interactions.RCMR_IN010000UK05.reliability.retry_interval: "
             "'60' is not an ISO-8601 duration",
@@ -228,3 +240,22 @@ def test_generated_sizes_scale() -> None:
     directory = Directory(generate_topology(1000, 250))
     assert sum(1 for p in directory.parties if p.hosted) == 1000
     assert directory.by_asid("918000001000") is not None
+
+
+def test_star_is_the_whole_catalogue_and_a_bang_takes_one_away() -> None:
+    directory = Directory(generate_topology(3, 2))
+    first, last = directory.by_asid("918000000001"), directory.by_asid("918000000003")
+    assert first is not None
+    assert last is not None
+    assert first.interactions >= set(directory.interactions)
+    assert set(directory.interactions) - last.interactions == {"RCMR_IN030000UK06"}
+    assert directory.spine is not None
+    assert not directory.spine.accredited_for("RCMR_IN010000UK05")
+    assert directory.spine.accredited_for("QUPA_IN040000UK32")
+
+
+def test_a_bang_naming_no_interaction_is_refused() -> None:
+    raw = _raw()
+    raw["mhs"][0]["instances"][0]["interactions"].append("!NOPE_IN000000UK01")
+    with pytest.raises(TopologyError, match="unknown interaction '!NOPE_IN000000UK01'"):
+        parse_topology(raw, "t.yaml")

@@ -14,6 +14,7 @@ import yaml
 from mhs.broker.factory import create_broker
 from mhs.chaos.cluster import ChaosCluster, ChaosConfig
 from mhs.directory import Directory
+from mhs.directory.catalogue import set_reliability
 from mhs.directory.loader import DEFAULT_TOPOLOGY, parse_topology
 from mhs.messages.records import OutboundRecord
 from mhs.simulate.tally import Observer, Tally
@@ -29,7 +30,7 @@ GP2GP_REQUEST = "RCMR_IN010000UK05"
 def topology_with(interaction: str = GP2GP_REQUEST, **rules: object) -> Directory:
     """The packaged topology with ``interaction``'s reliability changed."""
     raw = yaml.safe_load(resources.files("mhs.directory").joinpath(DEFAULT_TOPOLOGY).read_text())
-    raw["interactions"][interaction]["reliability"].update(rules)
+    set_reliability(raw, interaction, **rules)
     return Directory(parse_topology(raw, "<test>"), source="<test topology>")
 
 
