@@ -45,6 +45,13 @@ class OutgoingMessage:
     A header value that is not a ``HeaderValue`` (or an int beyond 64 bits, or a float
     that 32 bits cannot hold exactly, as AMQP tables carry floats) fails the publish with
     ``PublishError``.
+
+    ``application_properties`` are what an AMQP 1.0 reader of the queue gets as the
+    message's application properties: RabbitMQ 3.10's AMQP 1.0 plugin gives it none of the
+    AMQP 0-9-1 headers by itself, so the RabbitMQ transport sends them encoded in the
+    ``x-amqp-1.0-app-properties`` header, which RabbitMQ's AMQP 1.0 side turns into that
+    section, and which deliveries here never show. None: no such section. The in-memory
+    broker has no AMQP 1.0 readers and ignores them.
     """
 
     body: bytes
@@ -56,6 +63,7 @@ class OutgoingMessage:
     app_id: str | None = None
     timestamp: datetime | None = None
     expiration_s: float | None = None
+    application_properties: Mapping[str, str] | None = None
 
 
 class Delivery(Protocol):

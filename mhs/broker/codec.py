@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from mhs.broker.base import BrokerError, HeaderValue, PublishError
+from mhs.broker.base import BrokerError, HeaderValue, OutgoingMessage, PublishError
 
 _LONG_LONG = 2**63
 
@@ -43,10 +43,44 @@ def _json_default(value: object) -> Any:
 
 
 def decode_headers(table: Mapping[str, object] | None) -> dict[str, HeaderValue]:
-    """Received AMQP headers as ``HeaderValue``s (see ``header_value``)."""
+    """Received AMQP headers as ``HeaderValue``s (see ``header_value``), without the
+    encoded AMQP 1.0 application properties (``AMQP10_APP_PROPERTIES_HEADER``): they are
+    for AMQP 1.0 readers, and a copy published onward must not carry them stale."""
     if not table:
         return {}
-    return {key: header_value(value) for key, value in table.items()}
+    return {
+        key: header_value(value)
+        for key, value in table.items()
+        if key != AMQP10_APP_PROPERTIES_HEADER
+    }
+
+
+# An AMQP 0-9-1 header RabbitMQ's AMQP 1.0 side reads as the message's encoded AMQP 1.0
+# application-properties section. The 3.x plugin (rabbit_amqp1_0_message) maps no other
+# header to application properties (3.11+ can, behind a setting that is off by default);
+# the later message containers (mc_amqpl) read this header first too.
+AMQP10_APP_PROPERTIES_HEADER = "x-amqp-1.0-app-properties"
+
+
+def amqp10_application_properties(properties: Mapping[str, str]) -> bytearray:
+    """``properties`` as an AMQP 1.0 application-properties section: the described type
+    0x74 holding a map of string keys to string values (AMQP 1.0 part 3, types and
+    messaging). A bytearray, because pamqp sends that, and only that, as an AMQP byte
+    array ('x'); text would go as UTF-8 and arrive changed."""
+    items = b"".join(_amqp10_string(k) + _amqp10_string(v) for k, v in properties.items())
+    count = 2 * len(properties)  # a map counts keys and values
+    if len(items) + 1 <= 0xFF and count <= 0xFF:
+        encoded = b"\xc1" + struct.pack(">BB", len(items) + 1, count) + items  # map8
+    else:
+        encoded = b"\xd1" + struct.pack(">II", len(items) + 4, count) + items  # map32
+    return bytearray(b"\x00\x53\x74" + encoded)  # descriptor: smallulong 0x74
+
+
+def _amqp10_string(text: str) -> bytes:
+    data = text.encode()
+    if len(data) <= 0xFF:
+        return b"\xa1" + struct.pack(">B", len(data)) + data  # str8-utf8
+    return b"\xb1" + struct.pack(">I", len(data)) + data  # str32-utf8
 
 
 def outgoing_headers(headers: Mapping[str, HeaderValue]) -> dict[str, HeaderValue] | None:
@@ -64,6 +98,17 @@ def outgoing_headers(headers: Mapping[str, HeaderValue]) -> dict[str, HeaderValu
         if not fits:
             raise PublishError(f"header {key!r}: {value!r} is not a HeaderValue AMQP can carry")
     return dict(headers)
+
+
+def amqp091_headers(message: OutgoingMessage) -> dict[str, Any] | None:
+    """The AMQP 0-9-1 header table to publish ``message`` with: its headers (checked as
+    ``outgoing_headers`` does) and its ``application_properties`` encoded for AMQP 1.0
+    readers (``AMQP10_APP_PROPERTIES_HEADER``)."""
+    headers: dict[str, Any] | None = outgoing_headers(message.headers)
+    if message.application_properties is None:
+        return headers
+    section = amqp10_application_properties(message.application_properties)
+    return {**(headers or {}), AMQP10_APP_PROPERTIES_HEADER: section}
 
 
 def _single_precision(value: float) -> bool:

@@ -31,7 +31,7 @@ from mhs.broker.base import (
     Subscription,
     Unroutable,
 )
-from mhs.broker.codec import expiration_ms, outgoing_headers, queue_ttl_ms
+from mhs.broker.codec import amqp091_headers, expiration_ms, queue_ttl_ms
 from mhs.broker.rabbitmq_channels import (
     LINK_ERRORS,
     ChannelSlot,
@@ -168,10 +168,9 @@ class RabbitMqBroker(Broker):
             raise PublishError(f"cannot publish to {queue!r}: the broker is stopped")
         ttl = expiration_ms(message.expiration_s)
         message_id = message.message_id or uuid.uuid4().hex
-        headers: dict[str, Any] | None = outgoing_headers(message.headers)
         properties = aiormq.spec.Basic.Properties(
             content_type=message.content_type,
-            headers=headers,
+            headers=amqp091_headers(message),
             delivery_mode=_PERSISTENT,
             correlation_id=message.correlation_id,
             message_id=message_id,
