@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from mhs.directory.addresses import LocalAddresses
 
 RetryCountMode = Literal["retries", "attempts"]
+AcceptanceMode = Literal["queued", "spine"]
 _LOCAL = LocalAddresses()
 
 
@@ -114,6 +115,20 @@ class Settings(BaseSettings):
         le=3600,
         description="wait-for-response: true: how long the outbound MHS holds the request "
         "for the reply (the NHS adaptor polls for about 20 s)",
+    )
+    acceptance: AcceptanceMode = Field(
+        default="queued",
+        description="when POST / answers (a request's mhs-acceptance header overrides it): "
+        "'queued': 202 once RabbitMQ has confirmed the message; 'spine': once the delivery "
+        "worker has settled it, as the NHS adaptor answers once Spine has: 202 delivered, "
+        "the adaptor's 500 JSON when Spine refused it or it was given up",
+    )
+    acceptance_timeout_s: float = Field(
+        default=20.0,
+        gt=0,
+        le=3600,
+        description="acceptance 'spine': how long POST / waits for the delivery's outcome "
+        "before it answers 202 with mhs-outcome: pending (the message is still being retried)",
     )
     spine_org_code: str = Field(
         default="YES",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import orjson
 
@@ -24,25 +24,13 @@ def instance_message(
     to_party_key: str,
     ods_code: str,
     extra: Mapping[str, HeaderValue] | None = None,
+    errors: Sequence[Mapping[str, str]] | None = None,
 ) -> OutgoingMessage:
     """The queue message: body ``{"ebXML", "payload", "attachments"}`` as the NHS adaptor
     writes it, so its consumers run unchanged; AMQP headers carry the routing facts so
-    nobody has to parse XML to learn who sent what to whom."""
-    body = orjson.dumps(
-        {
-            "ebXML": ebxml,
-            "payload": payload,
-            "attachments": [
-                {
-                    "payload": a.payload,
-                    "is_base64": a.is_base64,
-                    "content_id": a.content_id,
-                    "content_type": a.content_type,
-                }
-                for a in attachments
-            ],
-        }
-    )
+    nobody has to parse XML to learn who sent what to whom. A notice about a message given
+    up also carries ``errors``, in the adaptor's error JSON (mhs.reliability.errors)."""
+    body = _body(ebxml, payload, attachments, errors)
     headers: dict[str, HeaderValue] = {
         "message-id": message_id,
         "correlation-id": correlation_id,
@@ -55,13 +43,43 @@ def instance_message(
     }
     if extra:
         headers.update(extra)
+    # A header we do not know is left out, never sent as null: AMQP 1.0 readers of the
+    # adaptor's queues take application properties as strings.
+    known = {k: v for k, v in headers.items() if v is not None}
     return OutgoingMessage(
         body=body,
         message_id=message_id,
         correlation_id=correlation_id,
-        # A header we do not know is left out, never sent as null: AMQP 1.0 readers of
-        # the adaptor's queues take application properties as strings.
-        headers={k: v for k, v in headers.items() if v is not None},
+        headers=known,
         type=interaction_id,
         app_id="mhs-inbound",
+        # The same headers for AMQP 1.0 readers (the adaptor's consumers): each as text,
+        # a number or a boolean as JSON writes it ("2", "true").
+        application_properties={
+            k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in known.items()
+        },
     )
+
+
+def _body(
+    ebxml: str,
+    payload: str | None,
+    attachments: Iterable[Attachment],
+    errors: Sequence[Mapping[str, str]] | None,
+) -> bytes:
+    content: dict[str, object] = {
+        "ebXML": ebxml,
+        "payload": payload,
+        "attachments": [
+            {
+                "payload": a.payload,
+                "is_base64": a.is_base64,
+                "content_id": a.content_id,
+                "content_type": a.content_type,
+            }
+            for a in attachments
+        ],
+    }
+    if errors is not None:
+        content["errors"] = list(errors)
+    return orjson.dumps(content)

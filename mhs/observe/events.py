@@ -24,6 +24,7 @@ class Event(StrEnum):
     MESSAGE_REPLIED = "message.replied"
     MESSAGE_REPLY_TIMED_OUT = "message.reply_timed_out"
     MESSAGE_REPLY_FORWARDED = "message.reply_forwarded"
+    MESSAGE_OUTCOME_ANSWERED = "message.outcome_answered"
 
     DELIVERY_ATTEMPT = "delivery.attempt"
     DELIVERY_RETRY_SCHEDULED = "delivery.retry_scheduled"
@@ -33,6 +34,7 @@ class Event(StrEnum):
     DELIVERY_SENDER_NOTIFIED = "delivery.sender_notified"
     DELIVERY_REQUEUED = "delivery.requeued"
     DELIVERY_RESUMED = "delivery.resumed"
+    DELIVERY_OUTCOME_REPORTED = "delivery.outcome_reported"
     WORKER_DRAINED = "worker.drained"
 
     PROXY_REFUSED = "proxy.refused"

@@ -29,6 +29,7 @@ from mhs.reliability.headers import (
     REASON,
     REPLAYED_AT,
     REPLAYS,
+    REPLY_TO,
     header_number,
     header_time,
     time_header,
@@ -47,6 +48,8 @@ _TRIP = frozenset(
         ACCEPTED_AT,
         DEAD_LETTERED_AT,
         REPLAYED_AT,
+        # The request held for this trip's outcome was answered long ago.
+        REPLY_TO,
     }
 )
 

@@ -26,6 +26,9 @@ REASON = "x-mhs-reason"
 ACCEPTED_AT = "x-mhs-accepted-at-ms"
 DEAD_LETTERED_AT = "x-mhs-dead-lettered-at-ms"
 REPLAYS = "x-mhs-replays"
+# Spine acceptance: the reply queue of the outbound replica holding the request, told how
+# the delivery ended (mhs.messages.outcomes). Only such messages carry it.
+REPLY_TO = "x-mhs-reply-to"
 
 
 def header_number(value: HeaderValue) -> float | None:

@@ -16,6 +16,7 @@ from mhs.ebxml import (
 from mhs.ids import new_id
 from mhs.messages.instance import instance_message
 from mhs.messages.records import OutboundRecord
+from mhs.reliability.errors import delivery_failure, error_items
 
 
 def failure_notice(
@@ -29,16 +30,10 @@ def failure_notice(
     """The MessageError a sending instance finds on its own queue when Spine said no.
 
     It references the original message id (RefToMessageId, and the message-id property as
-    the NHS adaptor sets it for replies) and carries ``mhs-outcome`` and ``mhs-reason``.
+    the NHS adaptor sets it for replies) and carries ``mhs-outcome`` and ``mhs-reason``;
+    its body's ``errors`` are the same errors as the adaptor's 500 JSON lists them.
     """
-    details = list(errors) or [
-        ErrorDetail(
-            kind="ebxml",
-            code="TimeToLiveExpired" if outcome == "expired" else "DeliveryFailure",
-            severity="Error",
-            description=reason,
-        )
-    ]
+    details = list(errors) or [delivery_failure(outcome, reason)]
     original = MessageHeader(
         from_party_id=record.from_party_key,
         to_party_id=record.to_party_key,
@@ -68,4 +63,5 @@ def failure_notice(
             "mhs-reason": reason,
             "ref-to-message-id": caller["Message-Id"],
         },
+        errors=error_items(errors, outcome=outcome, reason=reason),
     )

@@ -145,10 +145,10 @@ class RetryPolicy:
             return self._on_arrival(progress, accepted_at=accepted_at, now=now)
         if last.verdict == "accepted":
             return Delivered()
+        errors = tuple(last.reply.errors) if last.reply else ()
         if last.verdict == "permanent":
-            errors = tuple(last.reply.errors) if last.reply else ()
             return GiveUp("rejected", last.reason, errors)
-        return self._after_failure(progress, accepted_at=accepted_at, now=now)
+        return self._after_failure(progress, accepted_at=accepted_at, now=now, errors=errors)
 
     def _on_arrival(self, progress: Progress, *, accepted_at: float, now: float) -> Send | GiveUp:
         if now >= self.deadline(progress, accepted_at):
@@ -158,10 +158,11 @@ class RetryPolicy:
         return Send()
 
     def _after_failure(
-        self, progress: Progress, *, accepted_at: float, now: float
+        self, progress: Progress, *, accepted_at: float, now: float, errors: tuple[ErrorDetail, ...]
     ) -> Retry | GiveUp:
         if progress.attempts >= self.max_attempts:
-            return GiveUp("dead-lettered", self._why("retries exhausted", progress))
+            # As the NHS adaptor: out of retries, the caller learns Spine's last errors.
+            return GiveUp("dead-lettered", self._why("retries exhausted", progress), errors)
         if now + self.interval_s >= self.deadline(progress, accepted_at):
             return GiveUp(
                 "expired", self._why("persist duration ends before the next retry", progress)

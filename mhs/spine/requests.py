@@ -24,9 +24,11 @@ from mhs.ids import new_id
 from mhs.messages.records import OutboundRecord
 
 SPINE_PATHS = {
+    "sync": "/sync",
     "async-express": "/reliablemessaging/queryrequest",
     "async-reliable": "/reliablemessaging/reliablerequest",
     "forward-reliable": "/reliablemessaging/forwardreliable",
+    "forward-express": "/reliablemessaging/forwardexpress",
 }
 
 

@@ -130,6 +130,15 @@ def test_the_retry_count_means_what_the_mode_says(mode: str, sends: int) -> None
     assert step == GiveUp("dead-lettered", f"retries exhausted after {sends} attempts: HTTP 503")
 
 
+def test_out_of_retries_the_give_up_carries_spines_last_errors() -> None:
+    policy = RetryPolicy.of(reliability(retries=2), "retries", in_process_max_s=1.0)
+    fault = judge_response(500, "text/xml", soap_fault("206"))
+    step = policy.decide(Progress(attempts=3), accepted_at=0, now=1, last=fault)
+    assert isinstance(step, GiveUp)
+    assert step.outcome == "dead-lettered"
+    assert [(e.kind, e.code) for e in step.errors] == [("soap", "206")]
+
+
 def test_a_message_expires_when_its_next_retry_would_come_too_late() -> None:
     policy = RetryPolicy.of(reliability(retries=50, interval_s=2, persist_s=10), "retries", 1.0)
     progress = Progress(attempts=4, last_error="HTTP 500")

@@ -13,6 +13,7 @@ from mhs.directory.generate import topology_yaml
 from mhs.directory.loader import TopologyError
 from mhs.ebxml import MessageHeader, extract_device_asids, parse_message, timestamp_now
 from mhs.ids import new_id
+from mhs.spine.responders import DEFAULT_NHS_NUMBER, Asked
 from mhs.spine.service import spine_reply
 
 SPINE_ASID = "990000000806"
@@ -62,7 +63,13 @@ def test_a_bad_spine_entry_is_refused_saying_why(changes: dict[str, Any], proble
 
 def test_a_reply_must_be_an_interaction_of_the_catalogue() -> None:
     raw = _raw()
-    raw["interactions"]["QUPC_IN160101UK05"]["reply"] = "QUPC_IN999999UK01"
+    raw["interactions"] = {
+        "QUPC_IN160101UK05": {
+            "service": "urn:nhs:names:services:psisquery",
+            "pattern": "async-express",
+            "reply": "QUPC_IN999999UK01",
+        }
+    }
     with pytest.raises(TopologyError, match="reply: unknown interaction 'QUPC_IN999999UK01'"):
         parse_topology(raw, "t.yaml")
 
@@ -94,8 +101,10 @@ def test_spines_reply_answers_the_request_from_spine_to_the_sender() -> None:
         sync_reply=True,
     )
     reply_id = new_id()
+    asked = Asked(request.message_id, DEFAULT_NHS_NUMBER, request.action)
     reply = spine_reply(
         request,
+        asked,
         "QUPC_IN160102UK05",
         reply_interaction,
         message_id=reply_id,
@@ -120,4 +129,7 @@ def test_spines_reply_answers_the_request_from_spine_to_the_sender() -> None:
     )
     assert message.payload is not None
     assert extract_device_asids(message.payload) == (SPINE_ASID, sender.asid)
+    # The document list is about the patient the request named (here none: a test number).
+    assert "<PSISDocumentList" in message.payload
+    assert f'root="2.16.840.1.113883.2.1.4.1" extension="{DEFAULT_NHS_NUMBER}"' in message.payload
     assert (reply.headers["Ssp-From"], reply.headers["Ssp-To"]) == (SPINE_ASID, sender.asid)

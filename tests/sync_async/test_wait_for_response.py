@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
+from lxml import etree
 
 from mhs.broker.factory import create_broker
 from mhs.ids import new_id
@@ -27,12 +28,16 @@ from .conftest import (
 )
 
 pytestmark = pytest.mark.rabbitmq
+NS = {"hl7": "urn:hl7-org:v3"}
 
 
 def _reply_of(text: str, message_id: str) -> None:
     """``text`` is the HL7 payload of Spine's SCR reply acknowledging ``message_id``."""
     assert text.startswith(f'<{SCR_REPLY} xmlns="urn:hl7-org:v3">')
-    assert f'<messageRef><id root="{message_id}"/></messageRef>' in text
+    hl7 = etree.fromstring(text.encode())
+    # The request's HL7 id (its payload's <id root>, here the message id) is acknowledged.
+    refs = hl7.xpath("hl7:acknowledgement/hl7:messageRef/hl7:id/@root", namespaces=NS)
+    assert refs == [message_id]
     assert f'extension="{SENDER}"' in text
     assert f'extension="{SPINE}"' in text
 
@@ -313,8 +318,9 @@ async def test_spine_acknowledges_a_reliable_message_and_sends_no_reply_it_has_n
 ) -> None:
     h = await harness_factory()
     message_id = new_id()
+    # An e-RS message to Spine: forward-reliable, acknowledged, answered by no message.
     status, _, _ = await post(
-        h, h.url("outbound"), message_id=message_id, interaction="REPC_IN150016UK05", wait=False
+        h, h.url("outbound"), message_id=message_id, interaction="PRSC_IN080000UK07", wait=False
     )
     assert status == 202
     await until(lambda: bool(h.events_for(Event.DELIVERY_DELIVERED, message_id)), what="delivered")
@@ -324,3 +330,24 @@ async def test_spine_acknowledges_a_reliable_message_and_sends_no_reply_it_has_n
     assert (attempt["outcome"], attempt["status"]) == ("accepted", 200)
     assert not h.events_for(Event.PROXY_REPLY_SENT, message_id)
     assert not h.events_for(Event.PROXY_FORWARDED, message_id)
+
+
+async def test_an_scr_upload_is_answered_with_spines_application_acknowledgement(
+    harness_factory: Any,
+) -> None:
+    h = await harness_factory()
+    message_id = new_id()
+    status, text, _ = await post(
+        h, h.url("outbound"), message_id=message_id, interaction="REPC_IN150016UK05"
+    )
+    assert status == 200, text
+    hl7 = etree.fromstring(text.encode())
+    assert hl7.tag == "{urn:hl7-org:v3}MCCI_IN010000UK13"
+    details = hl7.xpath(
+        "hl7:acknowledgement/hl7:acknowledgementDetail/hl7:code/@displayName", namespaces=NS
+    )
+    assert details == ["GP Summary upload successful"]
+    assert hl7.xpath("hl7:acknowledgement/@typeCode", namespaces=NS) == ["AA"]
+    assert hl7.xpath("hl7:acknowledgement/hl7:messageRef/hl7:id/@root", namespaces=NS) == [
+        message_id
+    ]

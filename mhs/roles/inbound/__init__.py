@@ -175,7 +175,7 @@ def _for_instance(
     sender = request.app[DIRECTORY].by_asid(from_asid) if from_asid else None
     return instance_message(
         ebxml=message.ebxml,
-        payload=message.payload or "",
+        payload=message.payload,
         attachments=message.attachments,
         message_id=header.ref_to_message_id or header.message_id,
         correlation_id=header.conversation_id,

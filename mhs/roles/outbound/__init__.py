@@ -2,7 +2,8 @@
 
 Each request is authenticated as one hosted instance, whose ASID and party key are
 stamped on the message; the answer is 202 once the message is confirmed on the queue, or
-with ``wait-for-response: true`` the reply's payload once it arrives (outbound_replies).
+with ``wait-for-response: true`` the reply's payload once it arrives (replies), or in spine
+acceptance once the delivery worker has settled it (acceptance).
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from mhs.messages.records import OutboundRecord
 from mhs.observe.events import Event
 from mhs.observe.logs import get_logger
 from mhs.roles.common import BROKER, DIRECTORY, LOG, SETTINGS, create_role_app, text_error
+from mhs.roles.outbound.acceptance import acceptance_of, hold_for_outcome
 from mhs.roles.outbound.auth import Refused, authenticate
 from mhs.roles.outbound.body import read_body
 from mhs.roles.outbound.gpconnect import install_gpconnect
 from mhs.roles.outbound.replies import hold_for_reply, install_replies
 from mhs.roles.outbound.status import install_status
+from mhs.roles.outbound.sync import send_sync
 from mhs.settings import Settings
 
 ROLE = "outbound"
@@ -102,6 +105,7 @@ async def post_message(request: web.Request) -> web.Response:
     log = app[LOG]
     try:
         record, wait = await _accept(request)
+        acceptance = acceptance_of(request)
     except Refused as refused:
         log.info(
             Event.MESSAGE_REFUSED,
@@ -114,6 +118,13 @@ async def post_message(request: web.Request) -> web.Response:
         return text_error(refused.status, refused.text, **{**echoed, **refused.headers})
     fields = record.log_fields()
     log.info(Event.MESSAGE_ACCEPTED, **fields)
+    interaction = app[DIRECTORY].interaction(record.interaction_id)
+    if interaction is not None and interaction.pattern == "sync":
+        return await send_sync(request, record, interaction, fields)
+    if acceptance == "spine":
+        return await hold_for_outcome(
+            request, record, fields, lambda to: _queue(app, record, fields, reply_to=to), reply=wait
+        )
     if wait:
         return await hold_for_reply(request, record, fields, lambda: _queue(app, record, fields))
     not_queued = await _queue(app, record, fields)
@@ -126,16 +137,21 @@ async def post_message(request: web.Request) -> web.Response:
 
 
 async def _queue(
-    app: web.Application, record: OutboundRecord, fields: dict[str, str]
+    app: web.Application,
+    record: OutboundRecord,
+    fields: dict[str, str],
+    *,
+    reply_to: str | None = None,
 ) -> web.Response | None:
-    """Publish the accepted message, confirmed; the 503 to answer if the broker failed."""
+    """Publish the accepted message, confirmed; the 503 to answer if the broker failed.
+    ``reply_to``: the reply queue the worker tells the delivery's outcome (spine acceptance)."""
     log = app[LOG]
     started = time.perf_counter()
     settings = app[SETTINGS]
     try:
         await app[BROKER].publish(
             settings.outbound_queue,
-            outbound_message(record, app_id="mhs-outbound"),
+            outbound_message(record, app_id="mhs-outbound", reply_to=reply_to),
         )
     except BrokerError as error:
         log.warning(Event.MESSAGE_REFUSED, status=503, reason=str(error), **fields)

@@ -8,6 +8,10 @@ reply's HL7 payload, as the NHS adaptor does. After MHS_SYNC_ASYNC_TIMEOUT_S the
 gets the adaptor's 500 instead, and the reply, whenever it comes, reaches the instance's
 own queue: the registration is gone, or (in a race) this replica passes it on.
 
+The same queue takes the delivery outcomes of messages sent in spine acceptance
+(mhs.messages.outcomes, told apart by their type): they are handed to the request held for
+them, and one nobody waits for any more is dropped, never passed on.
+
 Nothing is stranded when a replica goes: stopping, it answers its held requests and
 removes their registrations, so later replies go to the instances' queues; if it dies
 instead, replies sent to its queue expire from it into ``mhs.replies.unclaimed``, which
@@ -28,6 +32,7 @@ from aiohttp import web
 from mhs.broker import Broker, BrokerError, Delivery, Subscription
 from mhs.ids import is_asid
 from mhs.messages.copies import carried_headers, onward
+from mhs.messages.outcomes import OUTCOME_TYPE, DeliveryOutcome, read_outcome
 from mhs.messages.records import OutboundRecord
 from mhs.messages.sync_async import ReplyTimings, reply_payload, waiting_name
 from mhs.observe.events import Event
@@ -46,6 +51,14 @@ class AlreadyWaiting(Exception):
     """A request for this message id is already held here."""
 
 
+class GivenUp(Exception):
+    """Spine acceptance: the delivery worker gave the held message up; no reply will come."""
+
+    def __init__(self, outcome: DeliveryOutcome) -> None:
+        super().__init__(outcome.reason)
+        self.outcome = outcome
+
+
 class Replies:
     """This replica's reply queue and the requests held for their replies."""
 
@@ -57,6 +70,8 @@ class Replies:
         self.timings = ReplyTimings(settings.sync_async_timeout_s)
         self.queue = settings.reply_queue(uuid.uuid4().hex[:12])
         self._waiting: dict[str, asyncio.Future[str]] = {}
+        # None: the replica is stopping before the outcome came.
+        self._outcomes: dict[str, asyncio.Future[DeliveryOutcome | None]] = {}
         self._subscriptions: list[Subscription] = []
 
     async def start(self) -> None:
@@ -79,6 +94,9 @@ class Replies:
         for future in self._waiting.values():
             if not future.done():
                 future.set_exception(Stopping())
+        for outcome in self._outcomes.values():
+            if not outcome.done():
+                outcome.set_result(None)
 
     async def stop(self) -> None:
         """Remove this replica's registrations, then stop consuming. Replies still on their
@@ -116,7 +134,26 @@ class Replies:
             with contextlib.suppress(StateError):
                 await self.store.delete(waiting_name(message_id))
 
+    @contextlib.asynccontextmanager
+    async def awaiting_outcome(
+        self, message_id: str
+    ) -> AsyncIterator[asyncio.Future[DeliveryOutcome | None]]:
+        """Be the one told ``message_id``'s delivery outcome while the block runs (the
+        worker finds this queue in the message itself: nothing is registered elsewhere)."""
+        if message_id in self._outcomes:
+            raise AlreadyWaiting(message_id)
+        future: asyncio.Future[DeliveryOutcome | None] = asyncio.get_running_loop().create_future()
+        self._outcomes[message_id] = future
+        try:
+            yield future
+        finally:
+            del self._outcomes[message_id]
+
     async def _on_reply(self, delivery: Delivery) -> None:
+        if delivery.type == OUTCOME_TYPE:
+            self._on_outcome(delivery)
+            await delivery.ack()
+            return
         future = self._waiting.get((delivery.message_id or "").upper())
         payload = reply_payload(delivery.body)
         if future is not None and not future.done() and payload is not None:
@@ -125,8 +162,20 @@ class Replies:
             return
         await self._pass_on(delivery)
 
+    def _on_outcome(self, delivery: Delivery) -> None:
+        # An outcome nobody waits for any more (the request was answered) is dropped: the
+        # sender's notice and the message's timeline already tell it.
+        future = self._outcomes.get((delivery.message_id or "").upper())
+        outcome = read_outcome(delivery.body)
+        if future is not None and not future.done() and outcome is not None:
+            future.set_result(outcome)
+
     async def _pass_on(self, delivery: Delivery) -> None:
         """A reply nobody here is waiting for: on to its recipient instance's own queue."""
+        if delivery.type == OUTCOME_TYPE:
+            # Expired out of a dead replica's queue: it means nothing to an instance.
+            await delivery.ack()
+            return
         headers = delivery.headers
         to_asid = headers.get("to-asid")
         fields = {
@@ -185,10 +234,13 @@ async def hold_for_reply(
     record: OutboundRecord,
     fields: dict[str, str],
     send: Callable[[], Awaitable[web.Response | None]],
+    *,
+    outcome: asyncio.Future[DeliveryOutcome | None] | None = None,
 ) -> web.Response:
     """Send the accepted message and answer with its reply's payload (200, text/xml), or
     the NHS adaptor's 500 when no reply arrives in time. ``send`` queues the message and
-    returns the answer to give if that failed."""
+    returns the answer to give if that failed. With the delivery's ``outcome`` (spine
+    acceptance), a message given up raises GivenUp at once instead of waiting on."""
     app = request.app
     replies, log = app[REPLIES], app[LOG]
     ids = record.caller_ids
@@ -202,7 +254,7 @@ async def hold_for_reply(
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(wait_s):
-                    payload = await reply
+                    payload = await _reply(reply, outcome)
             except (TimeoutError, Stopping) as error:
                 return _no_reply(app, record, fields, started, stopping=isinstance(error, Stopping))
     except AlreadyWaiting:
@@ -229,6 +281,18 @@ async def hold_for_reply(
         **fields,
     )
     return web.Response(status=200, text=payload, content_type="text/xml", headers=ids)
+
+
+async def _reply(
+    reply: asyncio.Future[str], outcome: asyncio.Future[DeliveryOutcome | None] | None
+) -> str:
+    """The reply's payload, unless the delivery's ``outcome`` says first that none will come."""
+    if outcome is not None:
+        await asyncio.wait((reply, outcome), return_when=asyncio.FIRST_COMPLETED)
+        settled = outcome.result() if outcome.done() else None
+        if not reply.done() and settled is not None and not settled.delivered:
+            raise GivenUp(settled)
+    return await reply
 
 
 def _no_reply(

@@ -29,6 +29,7 @@ from mhs.roles.spine_proxy.as_spine import answer_as_spine, install_spine
 from mhs.roles.spine_proxy.checking import check, method_not_allowed, refuse, ssp_request
 from mhs.roles.spine_proxy.faults import apply_faults, install_fault_control
 from mhs.roles.spine_proxy.gpconnect import add_gpconnect_routes
+from mhs.roles.spine_proxy.sync import add_sync_route
 from mhs.settings import Settings
 from mhs.ssp import Refusal, SspRequest
 
@@ -43,6 +44,7 @@ def create_spine_proxy_app(settings: Settings, directory: Directory) -> web.Appl
     install_spine(app)
     install_fault_control(app)
     add_gpconnect_routes(app)
+    add_sync_route(app)
     app.router.add_post("/{tail:.*}", relay)
     app.router.add_route("*", "/{tail:.*}", method_not_allowed)
     return app
@@ -93,7 +95,9 @@ async def relay(request: web.Request) -> web.StreamResponse:
             request,
             header,
             fields,
-            lambda: answer_as_spine(request, header, receiver, fields, session),
+            lambda: answer_as_spine(
+                request, body, header=header, spine=receiver, fields=fields, session=session
+            ),
         )
     return await apply_faults(
         request, header, fields, lambda: _forward(request, receiver, body, fields)

@@ -23,13 +23,14 @@ import aiohttp
 from aiohttp import web
 
 from mhs.directory import Interaction, Party
-from mhs.ebxml import MessageHeader, build_acknowledgment, timestamp_now
+from mhs.ebxml import EbxmlError, MessageHeader, build_acknowledgment, parse_message, timestamp_now
 from mhs.ids import new_id
 from mhs.observe.events import Event
 from mhs.roles.common import DIRECTORY, LOG, SETTINGS
 from mhs.roles.http.send import send_judged
 from mhs.roles.spine_proxy.faults import FAULTS, hold_seconds, log_decision
 from mhs.spine.requests import SpineRequest
+from mhs.spine.responders import Asked, asked_of
 from mhs.spine.service import spine_reply
 
 REPLIES = web.AppKey("spine_replies", set[asyncio.Task[None]])
@@ -52,18 +53,22 @@ async def _replies_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def answer_as_spine(
     request: web.Request,
+    body: bytes,
+    *,
     header: MessageHeader,
     spine: Party,
     fields: dict[str, str | None],
     session: aiohttp.ClientSession,
 ) -> web.Response:
-    """Spine's MHS receiving ``header``'s message: acknowledge it, schedule the reply."""
+    """Spine's MHS receiving ``header``'s message (``body``): acknowledge it, schedule the
+    reply."""
     app = request.app
     sender = app[DIRECTORY].by_asid(fields.get("from_asid") or "")
     interaction = app[DIRECTORY].interaction(header.action)
     if sender is not None and interaction is not None and interaction.reply:
+        asked = _asked(request, body, header)
         task = asyncio.get_running_loop().create_task(
-            _send_reply(app, session, header, (spine, sender), fields)
+            _send_reply(app, session, (header, asked), (spine, sender), fields)
         )
         app[REPLIES].add(task)
         task.add_done_callback(app[REPLIES].discard)
@@ -73,6 +78,15 @@ async def answer_as_spine(
         return web.Response(status=202)
     ack = build_acknowledgment(header, message_id=new_id(), timestamp=timestamp_now())
     return web.Response(status=200, body=ack, content_type="text/xml")
+
+
+def _asked(request: web.Request, body: bytes, header: MessageHeader) -> Asked:
+    """What the request asks about, read from its HL7 (the checks passed its ebXML header)."""
+    try:
+        payload = parse_message(request.headers.get("Content-Type", ""), body).payload
+    except EbxmlError:
+        payload = None
+    return asked_of(payload, message_id=header.message_id, interaction_id=header.action)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +102,11 @@ class _Outgoing:
 async def _send_reply(
     app: web.Application,
     session: aiohttp.ClientSession,
-    request: MessageHeader,
+    request_asked: tuple[MessageHeader, Asked],
     parties: tuple[Party, Party],
     request_fields: Mapping[str, str | None],
 ) -> None:
+    request, asked = request_asked
     spine, sender = parties
     directory = app[DIRECTORY]
     interaction = directory.interaction(request.action)
@@ -100,7 +115,7 @@ async def _send_reply(
     if action is None or reply_interaction is None:
         return
     reply = spine_reply(
-        request, action, reply_interaction, message_id=new_id(), spine=spine, sender=sender
+        request, asked, action, reply_interaction, message_id=new_id(), spine=spine, sender=sender
     )
     fields = {
         **request_fields,

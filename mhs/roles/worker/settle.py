@@ -8,10 +8,11 @@ from typing import Any
 
 from mhs.broker import Broker, BrokerError, Delivery
 from mhs.messages.copies import dead_letter, waiting
+from mhs.messages.outcomes import DeliveryOutcome, outcome_message
 from mhs.messages.queues import declare_delay
 from mhs.messages.records import OutboundRecord
 from mhs.observe.events import Event
-from mhs.reliability.headers import Progress
+from mhs.reliability.headers import REPLY_TO, Progress
 from mhs.reliability.notices import failure_notice
 from mhs.reliability.policy import Delivered, GiveUp, Retry, Settlement
 from mhs.settings import Settings
@@ -39,8 +40,12 @@ class Settler:
         ``fields`` are the record's log fields)."""
         if isinstance(decision, Delivered):
             await delivery.ack()
+            await self._report(delivery, record, decision, fields)
         elif isinstance(decision, GiveUp):
-            await self._give_up(delivery, record, progress, decision, cpa_id=cpa_id, fields=fields)
+            if await self._give_up(
+                delivery, record, progress, decision, cpa_id=cpa_id, fields=fields
+            ):
+                await self._report(delivery, record, decision, fields)
         else:
             # A retry the worker does not make itself (its wait is long, or the time for
             # one more in the worker has just run out) waits in a delay queue.
@@ -78,7 +83,8 @@ class Settler:
         *,
         cpa_id: str,
         fields: dict[str, str],
-    ) -> None:
+    ) -> bool:
+        """Dead-letter the message and notify its sender; False if it went back instead."""
         outcome, reason = decision.outcome, decision.reason
         if outcome == "rejected":
             self.log.info(
@@ -104,7 +110,7 @@ class Settler:
             # Not recorded anywhere yet: hand the message back so a later attempt can.
             self.log.warning(Event.DELIVERY_REQUEUED, reason=str(error), **fields)
             await delivery.reject(requeue=True)
-            return
+            return False
         self.log.info(
             Event.DELIVERY_DEAD_LETTERED,
             outcome=outcome,
@@ -114,6 +120,34 @@ class Settler:
         )
         self.log.info(Event.DELIVERY_SENDER_NOTIFIED, outcome=outcome, queue=sender_queue, **fields)
         await delivery.ack()
+        return True
+
+    async def _report(
+        self,
+        delivery: Delivery,
+        record: OutboundRecord,
+        decision: Delivered | GiveUp,
+        fields: dict[str, str],
+    ) -> None:
+        """Spine acceptance: tell the outbound replica holding the request how its delivery
+        ended. The message is settled already, so a failure here is only logged: the held
+        request then answers 202 pending, and the sender's notice still tells a give-up."""
+        reply_to = delivery.headers.get(REPLY_TO)
+        if not isinstance(reply_to, str):
+            return
+        outcome = DeliveryOutcome.of(decision)
+        try:
+            await self.broker.publish(reply_to, outcome_message(record, outcome))
+        except BrokerError as error:
+            self.log.warning(
+                Event.DELIVERY_OUTCOME_REPORTED,
+                outcome="failed",
+                queue=reply_to,
+                reason=str(error),
+                **fields,
+            )
+            return
+        self.log.info(Event.DELIVERY_OUTCOME_REPORTED, outcome="sent", queue=reply_to, **fields)
 
     async def dead_letter_unreadable(self, delivery: Delivery, problem: str) -> None:
         """A message that is not an outbound record: to the dead-letter queue as it is."""
