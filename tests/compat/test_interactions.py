@@ -69,20 +69,23 @@ def test_the_adaptors_sync_message_sample_reads_as_a_sync_request(samples_dir: P
     assert 'root="9CB12D64-19FA-42CD-B403-0CC205BD5B23"' in hl7_text(message.payload)
 
 
-async def _sync(h: Any, **headers: str) -> tuple[int, str, dict[str, str]]:
+async def _sync(
+    h: Any, without: tuple[str, ...] = (), **headers: str
+) -> tuple[int, str, dict[str, str]]:
     hl7_id = new_id()
+    sent = {
+        "Authorization": f"Bearer {h.token(A)}",
+        "Interaction-Id": "QUPA_IN040000UK32",
+        "wait-for-response": "false",
+        "from-asid": A,
+        "Content-Type": "application/json",
+        "Message-Id": hl7_id,
+        **headers,
+    }
     async with h.http.post(
         h.url("outbound") + "/",
         data=orjson.dumps({"payload": PDS_QUERY.format(id=hl7_id)}),
-        headers={
-            "Authorization": f"Bearer {h.token(A)}",
-            "Interaction-Id": "QUPA_IN040000UK32",
-            "wait-for-response": "false",
-            "from-asid": A,
-            "Content-Type": "application/json",
-            "Message-Id": hl7_id,
-            **headers,
-        },
+        headers={k: v for k, v in sent.items() if k not in without},
     ) as response:
         return response.status, await response.text(), dict(response.headers)
 
@@ -141,6 +144,19 @@ async def test_any_other_status_spine_answers_a_sync_query_is_passed_on(
     assert status == 503
     assert headers["Message-Id"]
     assert text
+
+
+async def test_a_sync_query_needs_no_from_asid_the_credential_says_who_sends(
+    harness_factory: Any,
+) -> None:
+    h = await harness_factory(("spine-proxy", "outbound"))
+    status, text, _ = await _sync(h, without=("from-asid",))
+    assert status == 200, text
+    status, text, _ = await _sync(h, **{"from-asid": "918000000002"})
+    assert (status, text) == (
+        403,
+        "403: from-asid '918000000002' is not the ASID of this credential",
+    )
 
 
 async def test_wait_for_response_true_is_refused_for_a_sync_interaction(
