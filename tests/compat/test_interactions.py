@@ -70,7 +70,7 @@ def test_the_adaptors_sync_message_sample_reads_as_a_sync_request(samples_dir: P
 
 
 async def _sync(
-    h: Any, without: tuple[str, ...] = (), **headers: str
+    h: Any, headers: dict[str, str] | None = None, without: tuple[str, ...] = ()
 ) -> tuple[int, str, dict[str, str]]:
     hl7_id = new_id()
     sent = {
@@ -80,7 +80,7 @@ async def _sync(
         "from-asid": A,
         "Content-Type": "application/json",
         "Message-Id": hl7_id,
-        **headers,
+        **(headers or {}),
     }
     async with h.http.post(
         h.url("outbound") + "/",
@@ -152,7 +152,7 @@ async def test_a_sync_query_needs_no_from_asid_the_credential_says_who_sends(
     h = await harness_factory(("spine-proxy", "outbound"))
     status, text, _ = await _sync(h, without=("from-asid",))
     assert status == 200, text
-    status, text, _ = await _sync(h, **{"from-asid": "918000000002"})
+    status, text, _ = await _sync(h, {"from-asid": "918000000002"})
     assert (status, text) == (
         403,
         "403: from-asid '918000000002' is not the ASID of this credential",
@@ -163,7 +163,7 @@ async def test_wait_for_response_true_is_refused_for_a_sync_interaction(
     harness_factory: Any,
 ) -> None:
     h = await harness_factory(("outbound",))
-    status, text, _ = await _sync(h, **{"wait-for-response": "true"})
+    status, text, _ = await _sync(h, {"wait-for-response": "true"})
     assert (status, text) == (
         400,
         "400: wait-for-response: true is not supported for QUPA_IN040000UK32",
