@@ -25,13 +25,22 @@ from mhs.directory import Directory
 from mhs.roles.gp_provider import create_gp_provider_app
 from mhs.roles.inbound import create_inbound_app
 from mhs.roles.outbound import create_outbound_app
+from mhs.roles.sds import create_sds_app
 from mhs.roles.spine_proxy import create_spine_proxy_app
 from mhs.roles.worker import create_worker_app
 from mhs.settings import Settings
 from mhs.tls import server_context
 
-RoleName = Literal["outbound", "worker", "spine-proxy", "inbound", "gp-provider"]
-ROLES: tuple[RoleName, ...] = ("inbound", "gp-provider", "spine-proxy", "worker", "outbound")
+RoleName = Literal["outbound", "worker", "spine-proxy", "inbound", "gp-provider", "sds"]
+# The SDS simulator starts once the roles it names are listening (their URLs are known).
+ROLES: tuple[RoleName, ...] = (
+    "inbound",
+    "gp-provider",
+    "spine-proxy",
+    "sds",
+    "worker",
+    "outbound",
+)
 
 
 @dataclass
@@ -95,6 +104,8 @@ class Cluster:
                 )
                 if self.ephemeral_ports:
                     settings = settings.model_copy(update={"spine_proxy_url": url})
+            if "sds" in roles:
+                await self._run("sds", create_sds_app(settings, self.directory), settings.sds_port)
             if "worker" in roles:
                 for index in range(workers):
                     app = create_worker_app(settings, self.directory, broker=self.shared_broker)

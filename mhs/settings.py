@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -10,6 +12,8 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mhs.directory.addresses import LocalAddresses
+from mhs.state.sentinel import SCHEME as SENTINEL_SCHEME
+from mhs.state.sentinel import parse_sentinel_url
 
 RetryCountMode = Literal["retries", "attempts"]
 AcceptanceMode = Literal["queued", "spine"]
@@ -23,7 +27,9 @@ class Settings(BaseSettings):
 
     broker_url: str | None = Field(
         default=None,
-        description="amqp://user:pass@host:5672/vhost for RabbitMQ; unset for the embedded broker",
+        description="amqp://user:pass@host:5672/vhost for RabbitMQ (for a cluster, each node's "
+        "URL, comma-separated: a role whose node stops moves to the next); unset for the "
+        "embedded broker",
     )
     topology: Path | None = Field(default=None, description="topology file (default: packaged)")
     local_mhs: str | None = Field(
@@ -36,6 +42,7 @@ class Settings(BaseSettings):
     inbound_port: int = Field(default=_LOCAL.inbound_port, ge=0, le=65535)
     worker_port: int = Field(default=8083, ge=0, le=65535, description="worker health port")
     gp_provider_port: int = Field(default=_LOCAL.gp_provider_port, ge=0, le=65535)
+    sds_port: int = Field(default=8086, ge=0, le=65535, description="the SDS API simulator")
     remote_inbound_port: int = Field(
         default=_LOCAL.remote_inbound_port,
         ge=0,
@@ -47,6 +54,11 @@ class Settings(BaseSettings):
         default=None,
         description="where `mhs serve` names the roles and ports it serves once ready, for "
         "`mhs healthcheck` without a role (the image sets it)",
+    )
+    audit_dir: Path = Field(
+        default_factory=lambda: _state_home() / "mhs" / "audit",
+        description="where each GP Connect provider keeps its audit trail "
+        "(<MHS name>.audit.jsonl); default $XDG_STATE_HOME/mhs/audit (~/.local/state/...)",
     )
 
     spine_proxy_url: str | None = Field(
@@ -66,7 +78,8 @@ class Settings(BaseSettings):
     state_url: str | None = Field(
         default=None,
         description="redis://host:6379/0 for the shared state store (duplicate elimination "
-        "across inbound replicas and restarts); unset for the in-process one",
+        "across inbound replicas and restarts), or redis+sentinel://host:26379,.../<service>/0 "
+        "for one that fails over; unset for the in-process one",
     )
     connection_name: str = Field(
         default="mhs",
@@ -178,9 +191,13 @@ class Settings(BaseSettings):
     def _state_scheme(cls, value: str | None) -> str | None:
         if value in (None, "", "memory://"):
             return None
-        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        scheme = urlsplit(value).scheme
+        if scheme == SENTINEL_SCHEME:
+            parse_sentinel_url(value)  # a ValueError here says what is wrong with it
+        elif scheme not in ("redis", "rediss", "unix"):
             raise ValueError(
-                "state_url must start with redis://, rediss:// or unix:// (or be unset)"
+                "state_url must start with redis://, rediss://, unix:// or "
+                "redis+sentinel:// (or be unset)"
             )
         return value
 
@@ -189,8 +206,12 @@ class Settings(BaseSettings):
     def _known_scheme(cls, value: str | None) -> str | None:
         if value in (None, "", "memory://"):
             return None
-        if urlsplit(value).scheme not in ("amqp", "amqps"):
-            raise ValueError("broker_url must start with amqp:// or amqps:// (or be unset)")
+        for url in value.split(","):
+            if urlsplit(url.strip()).scheme not in ("amqp", "amqps"):
+                raise ValueError(
+                    "broker_url must start with amqp:// or amqps:// (or be unset); a cluster "
+                    "is several such URLs, comma-separated"
+                )
         return value
 
     @model_validator(mode="after")
@@ -273,6 +294,10 @@ class Settings(BaseSettings):
         return redacted
 
 
+def _state_home() -> Path:
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+
+
 def _redact(value: Any) -> Any:
     if isinstance(value, str) and "@" in value:
         return redact_url(value)
@@ -284,11 +309,13 @@ def _redact(value: Any) -> Any:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
+    """``url`` with any password replaced by ``***`` (in its user info, and a
+    ``sentinel_password`` in its query); each of a comma-separated list of URLs."""
+    if url.count("://") > 1:
+        return ",".join(redact_url(part) for part in url.split(","))
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        parts = parts._replace(netloc=f"{userinfo.partition(':')[0]}:***@{hosts}")
+    query = re.sub(r"(sentinel_password=)[^&]*", r"\1***", parts.query)
+    return urlunsplit(parts._replace(query=query))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import tempfile
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -14,6 +15,11 @@ import pytest
 from tests.rabbitmq import delete_queues, suite_queues
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
+# GP Connect providers started by any test (or by a `mhs serve` a test runs) keep their
+# audit trails here, not in the user's state folder; removed when the session ends.
+if "MHS_AUDIT_DIR" not in os.environ:
+    _AUDIT_DIR = tempfile.TemporaryDirectory(prefix="mhs-test-audit-", ignore_cleanup_errors=True)
+    os.environ["MHS_AUDIT_DIR"] = _AUDIT_DIR.name
 
 _queues_before: set[str] = set()
 

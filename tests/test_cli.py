@@ -87,7 +87,7 @@ def test_topology_json_lists_instances_agreements_and_interactions() -> None:
     assert {"name", "ods_code", "asid", "party_key", "credential", "interactions", "hosted"} <= set(
         first
     )
-    assert sum(1 for i in data["instances"] if i["hosted"]) == 24
+    assert sum(1 for i in data["instances"] if i["mhs"] == "datacentre") == 24
     assert ["A80001", "A80002"] in data["agreements"]
     assert ["A80001", "A80009"] not in data["agreements"]
     forward = next(i for i in data["interactions"] if i["id"] == "RCMR_IN010000UK05")
@@ -175,7 +175,15 @@ def _free_port() -> int:
 def test_serve_all_on_moved_ports_delivers_to_both_mhs_and_stops_on_sigterm(
     rabbitmq_url: str, unique: str
 ) -> None:
-    roles = ("OUTBOUND", "SPINE_PROXY", "INBOUND", "WORKER", "GP_PROVIDER", "REMOTE_INBOUND")
+    roles = (
+        "OUTBOUND",
+        "SPINE_PROXY",
+        "INBOUND",
+        "WORKER",
+        "GP_PROVIDER",
+        "REMOTE_INBOUND",
+        "SDS",
+    )
     ports = {name: _free_port() for name in roles}
     # Only the ports move: the endpoints and the proxy URL follow them, no overrides.
     env = {f"MHS_{name}_PORT": str(port) for name, port in ports.items()}
@@ -186,7 +194,8 @@ def test_serve_all_on_moved_ports_delivers_to_both_mhs_and_stops_on_sigterm(
     )
     shown = json.loads(run("topology", "--json", env=env).stdout)["endpoints"]
     assert shown["spine_proxy"] == f"http://127.0.0.1:{ports['SPINE_PROXY']}"
-    assert [(m["name"], m["endpoint"], m["gpconnect_endpoint"]) for m in shown["mhs"]] == [
+    endpoints = [(m["name"], m["endpoint"], m["gpconnect_endpoint"]) for m in shown["mhs"]]
+    assert endpoints[:2] == [
         (
             "datacentre",
             f"http://127.0.0.1:{ports['INBOUND']}/reliablemessaging",
@@ -194,6 +203,8 @@ def test_serve_all_on_moved_ports_delivers_to_both_mhs_and_stops_on_sigterm(
         ),
         ("remote", f"http://127.0.0.1:{ports['REMOTE_INBOUND']}/reliablemessaging", None),
     ]
+    # The CMA, TIE and portal consumers' endpoints are written out: no port moves them.
+    assert all(".consumers.invalid/" in endpoint for _, endpoint, _ in endpoints[2:])
     proc = subprocess.Popen(
         [*MHS, "serve", "all"],
         cwd=ROOT,
@@ -235,6 +246,7 @@ def test_serve_all_on_moved_ports_delivers_to_both_mhs_and_stops_on_sigterm(
             "inbound",
             "inbound",
             "outbound",
+            "sds",
             "spine-proxy",
             "worker",
         ]

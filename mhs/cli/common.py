@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from mhs.broker import BrokerUnavailable
 from mhs.broker.base import START_TIMEOUT_S as BROKER_START_TIMEOUT_S
 from mhs.directory import Directory, TopologyError, generate_topology, load_topology
+from mhs.provider.audit_file import AuditFileError
 from mhs.runner import PortUnavailable, ServeFileError
 from mhs.settings import Settings, redact_url
 from mhs.state import StateError
@@ -179,3 +180,7 @@ def run_roles(coro: Coroutine[Any, Any, T]) -> T:
     except (BrokerUnavailable, StateError, PortUnavailable, ServeFileError) as error:
         err.print(f"[red]cannot start[/red]: {error}", highlight=False)
         raise typer.Exit(UNAVAILABLE) from None
+    except AuditFileError as error:
+        # A folder that cannot be written is a setting to change: configuration, exit 2.
+        err.print(f"[red]cannot start[/red]: {error}", highlight=False)
+        raise typer.Exit(2) from None

@@ -18,7 +18,7 @@ from mhs.runner import served_ports
 from mhs.settings import Settings
 from mhs.tls import client_context
 
-ROLE_HELP = "outbound, worker, spine-proxy, inbound, gp-provider or all"
+ROLE_HELP = "outbound, worker, spine-proxy, inbound, gp-provider, sds or all"
 
 
 def _ports(settings: Settings, role: str | None) -> dict[str, int]:
@@ -28,6 +28,7 @@ def _ports(settings: Settings, role: str | None) -> dict[str, int]:
         "spine-proxy": settings.spine_proxy_port,
         "inbound": settings.inbound_port,
         "gp-provider": settings.gp_provider_port,
+        "sds": settings.sds_port,
     }
     if role is None and settings.serve_file is not None:
         try:

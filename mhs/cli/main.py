@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from mhs.cli.audit import app as audit_app
 from mhs.cli.broker_users import app as broker_users_app
 from mhs.cli.common import (
     BrokerOpt,
@@ -45,6 +46,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(audit_app, name="audit")
 app.add_typer(broker_users_app, name="broker-users")
 app.add_typer(gpconnect_app, name="gpconnect")
 app.add_typer(faults_app, name="faults")

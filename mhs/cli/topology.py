@@ -33,6 +33,7 @@ def topology(
                 "party_key": p.party_key,
                 "cpa_id": p.cpa_id,
                 "mhs": p.mhs,
+                "kind": p.kind,
                 "hosted": p.hosted,
                 "endpoint": settings.endpoint_of(p.mhs, p.endpoint),
                 "credential": directory.credential_for(p.asid),

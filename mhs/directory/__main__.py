@@ -3,8 +3,8 @@
 import sys
 from pathlib import Path
 
-from mhs.directory.generate import DEFAULT_TOPOLOGY_HEADER, generate_topology, topology_yaml
+from mhs.directory.generate import DEFAULT_TOPOLOGY_HEADER, default_topology, topology_yaml
 
 target = Path(__file__).with_name("default-topology.yaml")
-target.write_text(topology_yaml(generate_topology(), DEFAULT_TOPOLOGY_HEADER))
+target.write_text(topology_yaml(default_topology(), DEFAULT_TOPOLOGY_HEADER))
 sys.stdout.write(f"wrote {target}\n")

@@ -11,7 +11,7 @@ from itertools import combinations
 from urllib.parse import urlsplit
 
 from mhs.directory.addresses import LocalAddresses
-from mhs.directory.model import Interaction, Mhs, Topology
+from mhs.directory.model import Interaction, Kind, Mhs, Topology
 
 SPINE_MHS = "spine"
 
@@ -33,9 +33,20 @@ class Party:
     gpconnect_endpoint: str | None
     # Spine itself: the Spine proxy answers for it rather than forwarding to an endpoint.
     spine: bool = False
+    kind: Kind = "mhs"
+    # A portal's hosting organisation and participants (empty for the other kinds), and the
+    # organisations this system may request for besides its own: a host-rule portal's ASID
+    # sends for every participant; every other system only for its own organisation.
+    portal: frozenset[str] = frozenset()
+    acts_for: frozenset[str] = frozenset()
 
     def accredited_for(self, interaction_id: str) -> bool:
         return interaction_id in self.interactions
+
+    def may_request_for(self, ods_code: str) -> bool:
+        """Whether this system may send a request whose originating organisation is
+        ``ods_code`` (the JWT's requesting_organization)."""
+        return ods_code == self.ods_code or ods_code in self.acts_for
 
 
 def _filled(topology: Topology, addresses: LocalAddresses) -> Topology:
@@ -49,6 +60,18 @@ def _filled(topology: Topology, addresses: LocalAddresses) -> Topology:
         }
         mhs.append(entry.model_copy(update=update))
     return topology.model_copy(update={"mhs": tuple(mhs)})
+
+
+def _portal_members(mhs: Mhs) -> frozenset[str]:
+    portal = mhs.portal
+    return frozenset((portal.host, *portal.participants)) if portal else frozenset()
+
+
+def _acts_for(mhs: Mhs) -> frozenset[str]:
+    portal = mhs.portal
+    if portal is None or portal.asid_rule != "host":
+        return frozenset()
+    return frozenset(portal.participants)
 
 
 def _digest(token: str) -> bytes:
@@ -90,6 +113,9 @@ class Directory:
                     interactions=self.topology.accredited(instance.interactions),
                     fqdn=mhs.fqdn or urlsplit(mhs.endpoint).hostname or "",
                     gpconnect_endpoint=mhs.gpconnect_endpoint,
+                    kind=mhs.kind,
+                    portal=_portal_members(mhs),
+                    acts_for=_acts_for(mhs),
                 )
                 self._by_asid[party.asid] = party
                 self._by_ods[party.ods_code].append(party)

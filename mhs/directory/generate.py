@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from mhs.directory.catalogue import CATALOGUE, SPINE
+from mhs.directory.consumers import AGREEMENTS, consumer_kinds
 from mhs.directory.model import Interaction, Topology
 from mhs.gpconnect.interactions import GPCONNECT_INTERACTIONS
 
@@ -17,6 +18,9 @@ DEFAULT_TOPOLOGY_HEADER = """\
 # MHS endpoint, and a second MHS with 8 remote practices. Practices share data within their
 # region of eight (agreement_groups) and not across regions. Spine itself receives its own
 # services (the SCR), answered by the Spine proxy. Credentials are for development only.
+# GP Connect's other consumer kinds follow (docs/topologies.md): a CMA system, a Trust
+# Integration Engine and two portals, one per ASID rule; each shares data with a few
+# datacentre practices (agreements) and with no other.
 # Copy this file, edit it and pass it with --topology FILE (or MHS_TOPOLOGY).
 # Endpoints name this host's ports ({inbound_port} is MHS_INBOUND_PORT, and so on; {scheme}
 # is https when MHS_TLS_* is set), so moving a port moves them; write a URL to pin one.
@@ -142,9 +146,17 @@ def generate_topology(
     )
 
 
+def default_topology() -> Topology:
+    """The packaged default: ``generate_topology()`` plus the other consumer kinds."""
+    data = _dumped(generate_topology())
+    data["mhs"] += consumer_kinds()
+    data["agreements"] = [list(pair) for pair in AGREEMENTS]
+    return Topology.model_validate(data)
+
+
 def topology_yaml(topology: Topology, header: str = "") -> str:
     """``topology`` as a topology file, credentials written out."""
-    data = topology.model_dump(mode="json", exclude_none=True)
+    data = _dumped(topology)
     # Only what differs from the built-in catalogue is written; the rest comes with it.
     data["interactions"] = {
         name: entry
@@ -154,8 +166,14 @@ def topology_yaml(topology: Topology, header: str = "") -> str:
     }
     if not data["interactions"]:
         del data["interactions"]
+    return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def _dumped(topology: Topology) -> dict[str, Any]:
+    """``topology`` as plain data, credentials written out."""
+    data = topology.model_dump(mode="json", exclude_none=True)
     for mhs, model in zip(data["mhs"], topology.mhs, strict=True):
         for instance, source in zip(mhs["instances"], model.instances, strict=True):
             if source.credential is not None:
                 instance["credential"] = source.credential.get_secret_value()
-    return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    return data

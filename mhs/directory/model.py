@@ -32,6 +32,12 @@ BASE_URL_PATTERN = r"^https?://[^/?#\s]+(/[^?#\s]*[^/?#\s])?$"
 Pattern = Literal["sync", "async-express", "async-reliable", "forward-reliable", "forward-express"]
 AlwaysNever = Literal["always", "never"]
 SyncReplyMode = Literal["MSHSignalsOnly", "None"]
+# GP Connect's consumer topologies (docs/topologies.md): a supplier datacentre's MHS, a
+# combined MHS and accredited system, a Trust Integration Engine, a shared care record portal.
+Kind = Literal["mhs", "cma", "tie", "portal"]
+# host: the hosting organisation's one ASID sends for every participant (the older rule);
+# per-organisation: each participant has its own ASID and sends for itself only.
+AsidRule = Literal["host", "per-organisation"]
 
 
 def _iso_duration(value: object) -> object:
@@ -110,10 +116,19 @@ def _url_template(value: object, pattern: str, what: str) -> object:
     return value
 
 
+class Portal(_Strict):
+    """A regional shared care record portal: who hosts it, who uses it, and its ASID rule."""
+
+    host: str = Field(pattern=ODS_PATTERN, description="the hosting organisation's ODS code")
+    asid_rule: AsidRule
+    participants: tuple[Annotated[str, Field(pattern=ODS_PATTERN)], ...] = Field(min_length=1)
+
+
 class Mhs(_Strict):
     """A Message Handling Server: one inbound endpoint serving its instances."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    kind: Kind = "mhs"
     hosted: bool
     endpoint: Annotated[
         str, BeforeValidator(lambda value: _url_template(value, r"^https?://\S+$", "a URL"))
@@ -135,7 +150,15 @@ class Mhs(_Strict):
         "{placeholders}",
     )
     party_key: str | None = Field(default=None, pattern=PARTY_KEY_PATTERN)
+    portal: Portal | None = None
     instances: tuple[Instance, ...]
+
+    @model_validator(mode="after")
+    def _shaped_as_its_kind(self) -> Mhs:
+        problem = _kind_problem(self)
+        if problem is not None:
+            raise ValueError(f"kind {self.kind}: {problem}")
+        return self
 
     @model_validator(mode="after")
     def _every_instance_has_a_party_key(self) -> Mhs:
@@ -150,6 +173,48 @@ class Mhs(_Strict):
                     f"instances[{index}] ({instance.name}) is hosted here but has no credential"
                 )
         return self
+
+
+def _kind_problem(mhs: Mhs) -> str | None:
+    count = len(mhs.instances)
+    if mhs.kind != "portal" and mhs.portal is not None:
+        return "only a kind: portal entry has a portal block"
+    if mhs.kind == "cma" and count != 1:
+        return f"a CMA is one system with one ASID: exactly one instance, found {count}"
+    if mhs.kind == "tie":
+        organisations = sorted({i.ods_code for i in mhs.instances})
+        if count < 2:
+            return f"a TIE fronts several systems: at least two instances, found {count}"
+        if len(organisations) > 1:
+            return f"the systems behind a TIE are one organisation's, found {organisations}"
+    if mhs.kind == "portal":
+        return _portal_problem(mhs)
+    return None
+
+
+def _portal_problem(mhs: Mhs) -> str | None:
+    portal = mhs.portal
+    if portal is None:
+        return "a portal needs portal: {host, asid_rule, participants}"
+    if portal.host in portal.participants:
+        return f"the host {portal.host} is listed among its own participants"
+    if len(set(portal.participants)) != len(portal.participants):
+        return "a participant is listed twice"
+    codes = [i.ods_code for i in mhs.instances]
+    if portal.asid_rule == "host":
+        if codes != [portal.host]:
+            return (
+                f"under asid_rule host the hosting organisation's one ASID sends for everyone: "
+                f"exactly one instance, of {portal.host}, found {codes}"
+            )
+        return None
+    expected = sorted((portal.host, *portal.participants))
+    if sorted(codes) != expected:
+        return (
+            "under asid_rule per-organisation every organisation has its own ASID: one "
+            f"instance each for {expected}, found {sorted(codes)}"
+        )
+    return None
 
 
 class Spine(_Strict):
@@ -243,6 +308,9 @@ class Topology(_Strict):
                     credentials[secret] = where
                 ods_codes.add(instance.ods_code)
                 self._known_interactions(where, instance.interactions)
+            if mhs.portal is not None:
+                # Participants under the host rule have no ASID of their own, but agree.
+                ods_codes.update(mhs.portal.participants)
         if self.spine is not None:
             spine = self.spine
             _claim(asids, spine.asid, "spine", "ASID")

@@ -15,11 +15,21 @@ from aiohttp import web
 from mhs.directory import Directory, Mhs
 from mhs.observe.events import Event
 from mhs.observe.logs import get_logger
+from mhs.provider.audit_file import audit_path
+from mhs.provider.audit_log import AuditLog
 from mhs.provider.provider import Provider, ProviderRequest
 from mhs.roles.common import LOG, create_role_app
 from mhs.roles.http.client_certs import only_from_spine_proxy
 from mhs.roles.http.fhir import fhir_response, refused
 from mhs.roles.http.limits import TooLarge, read_capped
+from mhs.roles.provider_audit import (
+    AUDIT,
+    FACTS,
+    AuditFacts,
+    audit_ctx,
+    audit_trail,
+    audited,
+)
 from mhs.settings import Settings
 from mhs.ssp import JwtPolicy, Refusal, provider_outcome
 
@@ -48,12 +58,18 @@ def create_gp_provider_app(
         JwtPolicy(settings.jwt_timing, settings.jwt_leeway_s),
         time.time,
     )
+    app[AUDIT] = AuditLog(audit_path(settings.audit_dir, served.name))
+    app.cleanup_ctx.append(audit_ctx)
+    # Outermost, so that the client-certificate refusals below it are audited too.
+    app.middlewares.append(audited)
     app.middlewares.append(only_from_spine_proxy(_refuse))
+    app.router.add_get("/audit", audit_trail)
     app.router.add_route("*", "/{tail:.*}", answer)
     return app
 
 
 def _refuse(request: web.Request, refusal: Refusal) -> web.Response:
+    request[FACTS] = AuditFacts(refusal=refusal)
     trace = {"trace_id": request.headers.get("Ssp-TraceID")}
     return refused(request, Event.PROVIDER_REFUSED, refusal, trace, provider_outcome)
 
@@ -65,11 +81,11 @@ async def answer(request: web.Request) -> web.Response:
     except TooLarge as error:
         return _refuse(request, Refusal.too_large(error.limit))
     headers = request.headers
-    result = request.app[PROVIDER].answer(
-        ProviderRequest(
-            request.method, request.path, request.raw_path.partition("?")[2], headers, body
-        )
+    asked = ProviderRequest(
+        request.method, request.path, request.raw_path.partition("?")[2], headers, body
     )
+    result = request.app[PROVIDER].answer(asked)
+    request[FACTS] = AuditFacts(asked, result)
     fields = {
         "interaction_id": result.interaction.urn if result.interaction else None,
         "trace_id": headers.get("Ssp-TraceID"),

@@ -19,8 +19,9 @@ from mhs.directory import Directory, Party
 from mhs.gpconnect.interactions import GpcInteraction, gpconnect_interaction, service_root
 from mhs.ids import is_asid, is_uuid
 from mhs.settings import Settings
-from mhs.ssp.jwt_claims import JwtPolicy, JwtRefused, check_token
+from mhs.ssp.jwt_claims import JwtPolicy, JwtRefused, check_token, requesting_ods
 from mhs.ssp.nhs_number import NHS_NUMBER_SYSTEM, nhs_number_problem
+from mhs.ssp.origin import not_originating
 from mhs.ssp.outcome import Refusal
 
 CHECK_ORDER = (
@@ -35,6 +36,7 @@ CHECK_ORDER = (
     "sender_accredited",
     "receiver_accredited",
     "endpoint",
+    "originating_organisation",
     "data_sharing_agreement",
     "nhs_number",
 )
@@ -123,6 +125,7 @@ class _Checks:
         self.gpc: GpcInteraction | None = None
         self.sender: Party | None = None
         self.receiver: Party | None = None
+        self.claims: dict[str, Any] = {}
 
     @property
     def _from(self) -> str:
@@ -213,7 +216,9 @@ class _Checks:
             return None
         assert self.gpc is not None
         try:
-            check_token(self.fhir.authorization, self.gpc, self.context.jwt, self.context.now())
+            self.claims = check_token(
+                self.fhir.authorization, self.gpc, self.context.jwt, self.context.now()
+            )
         except JwtRefused as refused:
             return refused.refusal
         return None
@@ -252,6 +257,16 @@ class _Checks:
         suffix = "/" + self.gpc.path
         shown = target[: -len(suffix)] if target.endswith(suffix) else target
         return Refusal.endpoint_varies(registered, self.receiver.cpa_id, shown)
+
+    def originating_organisation(self) -> Refusal | None:
+        if self.fhir is None:
+            return None
+        assert self.sender is not None
+        # The jwt check has made sure requesting_organization carries an ODS code.
+        named = requesting_ods(self.claims) or ""
+        if not self.sender.may_request_for(named):
+            return Refusal.access_denied(not_originating(self.sender, named))
+        return None
 
     def data_sharing_agreement(self) -> Refusal | None:
         assert self.sender is not None

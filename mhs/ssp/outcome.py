@@ -65,6 +65,10 @@ class Refusal:
         )
 
     @classmethod
+    def access_denied(cls, detail: str) -> Refusal:
+        return cls(403, "forbidden", "ACCESS_DENIED", detail)
+
+    @classmethod
     def no_agreement(cls, from_asid: str, to_asid: str) -> Refusal:
         return cls(
             403,

@@ -13,7 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from mhs.directory import Directory, generate_topology, load_topology
-from mhs.directory.generate import DEFAULT_TOPOLOGY_HEADER, topology_yaml
+from mhs.directory.generate import DEFAULT_TOPOLOGY_HEADER, default_topology, topology_yaml
 from mhs.gpconnect.interactions import GPCONNECT_INTERACTIONS, service_root
 from mhs.provider.records import patients_of
 from mhs.runner import Cluster
@@ -189,7 +189,7 @@ def test_the_default_topology_registers_gp_connect_providers() -> None:
 
 def test_the_packaged_topology_file_is_the_generators_output() -> None:
     path = Path(__file__).parents[2] / "mhs/directory/default-topology.yaml"
-    assert path.read_text() == topology_yaml(generate_topology(), DEFAULT_TOPOLOGY_HEADER), (
+    assert path.read_text() == topology_yaml(default_topology(), DEFAULT_TOPOLOGY_HEADER), (
         "regenerate it: python -m mhs.directory"
     )
 

@@ -115,7 +115,8 @@ async def test_an_instance_reads_its_own_queue_and_no_other(prefix: str, rabbitm
 def test_the_plan_gives_each_hosted_instance_read_on_its_queue_only() -> None:
     settings = Settings(queue_prefix="mhs.", broker_url="amqp://u:p@h:5672/tenants")
     users = plan_users(load_topology(), settings)
-    assert len(users) == 24  # the hosted practices; remote ones are not ours to provision
+    # The hosted practices and the 8 other consumer systems; remote ones are not ours.
+    assert len(users) == 32
     first = users[0]
     assert (first.username, first.vhost) == ("mhs.instance.918000000001", "tenants")
     assert (first.configure, first.write) == ("^$", "^$")

@@ -212,6 +212,7 @@ def served(rabbitmq_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
             "WORKER",
             "GP_PROVIDER",
             "REMOTE_INBOUND",
+            "SDS",
         )
     }
     env = {f"MHS_{name}_PORT": port for name, port in ports.items()}

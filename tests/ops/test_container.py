@@ -174,6 +174,7 @@ ROLE_PORTS = {
     "spine-proxy": "MHS_SPINE_PROXY_PORT",
     "inbound": "MHS_INBOUND_PORT",
     "gp-provider": "MHS_GP_PROVIDER_PORT",
+    "sds": "MHS_SDS_PORT",
 }
 CONTAINER_PORTS = {"outbound": 8080, "spine-proxy": 8081, "inbound": 8082, "worker": 8083}
 

@@ -362,6 +362,19 @@ ORDER_CASES = [
         f"VARIES_FROM_TARGETURL_{ROOT}",
     ),
     (
+        "originating_organisation",
+        _gpc(
+            SEARCH,
+            from_asid="918000000003",
+            to_asid="918000000009",
+            fhir=_fhir(
+                "http://127.0.0.1:8085/A80009/STU3/1/gpconnect/Patient",
+                query=f"identifier={NHS}|1",
+            ),
+        ),
+        "names 'A80001', not A80003, the organisation of ASID 918000000003",
+    ),
+    (
         "data_sharing_agreement",
         _gpc(
             SEARCH,

@@ -30,7 +30,7 @@ def test_the_default_topology_has_spine_found_by_asid_ods_and_party_key() -> Non
     assert directory.by_party_key("YES-0000806") == (spine,)
     # Not one of the practices' systems: no queue, no inbound MHS, not in generated traffic.
     assert spine not in list(directory.parties)
-    assert len(list(directory.parties)) == 32
+    assert len(list(directory.parties)) == 40
     assert spine.accredited_for("QUPC_IN160101UK05")
     assert not spine.accredited_for("RCMR_IN010000UK05")
     # Spine's own services need no data sharing agreement; practices across regions do.

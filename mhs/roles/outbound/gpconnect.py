@@ -45,6 +45,7 @@ from mhs.ssp.jwt_claims import (
     encode_unsigned,
     requesting_ods,
 )
+from mhs.ssp.origin import not_originating
 
 CREDENTIAL_HEADER = "Mhs-Credential"
 ROUTE = "/gpconnect/{ods}/{fhir:.*}"
@@ -85,10 +86,6 @@ async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def _denied(detail: str) -> Refusal:
-    return Refusal(403, "forbidden", "ACCESS_DENIED", detail)
-
-
 def _authenticate(request: web.Request) -> Party:
     """The hosted instance the credential belongs to; a caller's own Ssp-From must be its."""
     credential = (request.headers.get(CREDENTIAL_HEADER) or "").strip()
@@ -112,7 +109,9 @@ def _authenticate(request: web.Request) -> Party:
     given = request.headers.get("Ssp-From")
     if given is not None and given.strip() != party.asid:
         raise Refused(
-            _denied(f"Ssp-From {given.strip()[:40]!r} is not the ASID of this credential")
+            Refusal.access_denied(
+                f"Ssp-From {given.strip()[:40]!r} is not the ASID of this credential"
+            )
         )
     return party
 
@@ -164,7 +163,8 @@ def _trace_id(request: web.Request) -> str:
 
 def _jwt_for(request: web.Request, sender: Party) -> str:
     """The caller's JWT with ``requesting_organization`` naming the sender's organisation:
-    filled in when absent, refused when it names another."""
+    filled in when absent, refused when it names one the sender may not request for (a
+    host-rule portal may name its participants)."""
     try:
         token = bearer_token(request.headers.get("Authorization"))
         claims = decode_unsigned(token)
@@ -178,14 +178,8 @@ def _jwt_for(request: web.Request, sender: Party) -> str:
         }
         return encode_unsigned(claims)
     named = requesting_ods(claims)
-    if named is not None and named != sender.ods_code:
-        raise Refused(
-            _denied(
-                f"the JWT's requesting_organization names {named[:40]!r}, not {sender.ods_code}, "
-                "the organisation of this credential: requests carry their originating "
-                "organisation"
-            )
-        )
+    if named is not None and not sender.may_request_for(named):
+        raise Refused(Refusal.access_denied(not_originating(sender, named)))
     return token
 
 
