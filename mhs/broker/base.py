@@ -35,6 +35,12 @@ class Unroutable(PublishError):
     """A publish found no queue of that name."""
 
 
+class PublishUncertain(PublishError):
+    """A publish went out but its confirm did not come back (the connection or channel
+    closed, or no answer in time): the message may be on its queue or not. Every other
+    ``PublishError`` means it is certainly not there."""
+
+
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
     """A message to publish. Always persistent; ``headers`` become AMQP headers.
@@ -193,7 +199,8 @@ class Broker(abc.ABC):
 
         Raises ``PublishError`` when the queue does not exist (mandatory publish
         returned), the broker nacks, the connection is down or lost, or no confirm
-        arrives in time. It never fails silently.
+        arrives in time. It never fails silently. ``PublishUncertain`` (a ``PublishError``)
+        when the message was sent and its confirm was lost: it may have been queued.
         """
 
     @abc.abstractmethod

@@ -3,7 +3,9 @@
 Two inbound replicas share the Redis state store behind the tap (our stand-in for the
 network and a load balancer); two workers consume the outbound queue; the proxy forwards
 to the tap. Every broker connection is named ``chaos-<run>-<role>`` so exactly these can
-be closed from the server side; every queue and state key starts ``chaos-<run>.``.
+be closed from the server side; every queue and state key starts ``chaos-<run>.``. With
+``lose_confirms``, the outbound MHS and the inbound replicas reach RabbitMQ through a
+forwarder that can lose publish confirms (mhs.chaos.confirm_loss).
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import redis.asyncio as aioredis
 import yaml
 
 from mhs.broker import Broker
+from mhs.chaos.confirm_loss import ConfirmLosingLink
 from mhs.chaos.processes import RoleProcess, free_port
 from mhs.chaos.rabbit import close_connections
 from mhs.chaos.tap import Tap
@@ -63,6 +67,7 @@ class ChaosConfig:
     inbound_replicas: int = 2
     prefetch: int = 32
     env: dict[str, str] = field(default_factory=dict)
+    lose_confirms: bool = False
 
     @property
     def queue_prefix(self) -> str:
@@ -95,6 +100,14 @@ class ChaosCluster:
         self._topology_path = topology_path
         self._inbound_ports = inbound_ports
         self.processes: dict[str, RoleProcess] = {}
+        parts = urlsplit(config.broker_url)
+        self.confirm_loss = ConfirmLosingLink(parts.hostname or "127.0.0.1", parts.port or 5672)
+
+    def _lossy_broker_url(self) -> str:
+        parts = urlsplit(self.config.broker_url)
+        login, _, _ = parts.netloc.rpartition("@")
+        netloc = f"{login}@127.0.0.1:{self.confirm_loss.port}" if login else ""
+        return urlunsplit(parts._replace(netloc=netloc or f"127.0.0.1:{self.confirm_loss.port}"))
 
     @property
     def outbound_url(self) -> str:
@@ -133,6 +146,8 @@ class ChaosCluster:
     def _process(self, name: str, role: str, port_setting: str, port: int) -> RoleProcess:
         env = self._env(**{port_setting: port})
         env["MHS_CONNECTION_NAME"] = f"{self.config.connection_prefix}-{name}"
+        if self.config.lose_confirms and role in ("inbound", "outbound"):
+            env["MHS_BROKER_URL"] = self._lossy_broker_url()
         process = RoleProcess(
             name, [role], env=env, health_port=port, log_path=self.config.workdir / f"{name}.log"
         )
@@ -142,6 +157,8 @@ class ChaosCluster:
     async def start(self) -> None:
         """Start the tap, then every role, each waited for until ready."""
         await self.tap.start()
+        if self.config.lose_confirms:
+            await self.confirm_loss.up()
         for index, port in enumerate(self._inbound_ports, start=1):
             self._process(f"inbound-{index}", "inbound", "inbound", port)
         self._process("spine-proxy", "spine-proxy", "spine_proxy", self.proxy_port)
@@ -166,6 +183,7 @@ class ChaosCluster:
             if process.running:
                 codes[name] = await process.stop()
         await self.tap.stop()
+        await self.confirm_loss.cut()
         return codes
 
     async def close(self) -> None:
@@ -173,6 +191,7 @@ class ChaosCluster:
         for process in reversed(list(self.processes.values())):
             await process.close()
         await self.tap.stop()
+        await self.confirm_loss.cut()
 
     def named(self, prefix: str) -> list[RoleProcess]:
         return [p for n, p in self.processes.items() if n.startswith(prefix)]

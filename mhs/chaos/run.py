@@ -1,8 +1,9 @@
 """A chaos run: traffic through every fault, each alone and then all together, and counts.
 
 Every accepted message must end delivered exactly once, or rejected, dead-lettered or
-expired with its sender told; ``lost`` and ``duplicates`` must be 0. Counts come from what
-arrived on the instances' queues, never from the roles' own word.
+expired with its sender told; ``lost`` and ``duplicates`` (copies after the first without
+the ``mhs-possible-duplicate`` flag) must be 0; flagged duplicates are counted apart. Counts
+come from what arrived on the instances' queues, never from the roles' own word.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ PHASES = (
     "proxy-faults",
     "inbound-outage",
     "duplicates",
+    "lost-confirms",
     "all-together",
 )
 # Which faults each phase injects.
@@ -40,7 +42,8 @@ FAULTS: dict[str, frozenset[str]] = {
     "proxy-faults": frozenset({"proxy"}),
     "inbound-outage": frozenset({"outage"}),
     "duplicates": frozenset({"duplicates"}),
-    "all-together": frozenset({"kills", "closes", "proxy", "outage", "duplicates"}),
+    "lost-confirms": frozenset({"confirms"}),
+    "all-together": frozenset({"kills", "closes", "proxy", "outage", "duplicates", "confirms"}),
 }
 PROXY_FAULTS: list[dict[str, Any]] = [
     {"kind": "http-status", "status": 500, "rate": 0.06, "attempts": 1},
@@ -64,6 +67,7 @@ class ChaosOptions:
     outage_s: float | None = None
     duplicate_share: float = 0.15
     drop_ack_share: float = 0.05
+    lost_confirms: int = 6
     kill_latency_s: float = 0.3
     settle_timeout_s: float = 120.0
     seed: int = 1
@@ -198,6 +202,8 @@ class Run:
             actions.append(self._closes(started))
         if "outage" in faults:
             actions.append(self._outage(started))
+        if "confirms" in faults:
+            actions.append(self._lose_confirms(started))
         await asyncio.gather(*actions)
         tap.faults = TapFaults()
         sent = [p.message_id for p in planned if p.message_id in self.tally.accepted]
@@ -258,6 +264,20 @@ class Run:
             self.injected["connections_closed"] += len(closed)
             self.log(f"  closed {len(closed)} broker connections from the server side")
 
+    async def _lose_confirms(self, started: float) -> None:
+        """Lose the confirms of publishes to the instance queues and the outbound queue, in
+        turn: RabbitMQ queues each, the role never hears so."""
+        settings, link = self.cluster.settings, self.cluster.confirm_loss
+        instance_queues = {settings.inbound_queue(p.asid) for p in self.cluster.directory.parties}
+        times = self.options.lost_confirms
+        for n in range(times):
+            await self._at(started, (n + 0.5) / times)
+            link.arm(settings.outbound_queue if n % 2 else instance_queues.__contains__)
+            self.injected["confirms_to_lose"] += 1
+        await self._at(started, 1.0)
+        link.disarm()
+        self.injected["confirms_lost"] = link.lost
+
     async def _outage(self, started: float) -> None:
         await self._at(started, 0.3)
         replicas = self.cluster.named("inbound")
@@ -278,6 +298,7 @@ async def chaos(
     unknown = set(options.phases) - set(PHASES)
     if unknown:
         raise ValueError(f"unknown phases {sorted(unknown)}: choose from {', '.join(PHASES)}")
+    config.lose_confirms = any("confirms" in FAULTS[name] for name in options.phases)
     cluster = ChaosCluster(config)
     directory = cluster.directory
     planned = plan_traffic(

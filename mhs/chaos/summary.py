@@ -24,7 +24,9 @@ def summarise(message_ids: Iterable[str], tally: Tally, expected: dict[str, str]
         notices = tally.notices.get(message_id, [])
         if arrivals:
             ending = "delivered"
-            counts["duplicates"] += int(arrivals > 1)
+            counts["duplicates"] += int(tally.unflagged_duplicate(message_id))
+            counts["flagged_duplicates"] += int(tally.flagged_duplicate(message_id))
+            counts["flagged_only_copy"] += int(arrivals == 1 and tally.flagged[message_id] == 1)
             counts["delivered_and_notified"] += int(bool(notices))
         elif notices:
             ending = notices[0]
@@ -34,8 +36,9 @@ def summarise(message_ids: Iterable[str], tally: Tally, expected: dict[str, str]
         counts[ending] += 1
         counts["unexpected_outcomes"] += int(ending not in ("lost", expected.get(message_id)))
     keys = ("accepted", "delivered", "rejected", "dead-lettered", "expired", "lost",
-            "duplicates", "not_accepted", "unexpected_outcomes", "delivered_and_notified",
-            "duplicate_notices", "arrived_though_not_accepted")  # fmt: skip
+            "duplicates", "flagged_duplicates", "flagged_only_copy", "not_accepted",
+            "unexpected_outcomes", "delivered_and_notified", "duplicate_notices",
+            "arrived_though_not_accepted")  # fmt: skip
     return {key.replace("-", "_"): counts[key] for key in keys}
 
 
@@ -65,11 +68,16 @@ def observed(cluster: ChaosCluster) -> dict[str, Any]:
             "inbound.duplicate_in_progress"
         ],
         "claims_not_settled": inbound["inbound.claim_not_settled"],
+        "publishes_unconfirmed_at_inbound": inbound["inbound.publish_unconfirmed"],
+        "publishes_unconfirmed_at_outbound": Counter(
+            str(e.get("event")) for e in cluster.log_events("outbound")
+        )["message.publish_unconfirmed"],
     }
 
 
 def succeeded(summary: dict[str, Any]) -> bool:
-    """Nothing lost, nothing delivered twice, every accepted message accounted for."""
+    """Nothing lost, nothing delivered twice unflagged, every accepted message accounted
+    for. Flagged duplicates (``mhs-possible-duplicate``) are reported, not failures."""
     ended = sum(summary[k] for k in ("delivered", "rejected", "dead_lettered", "expired"))
     return bool(
         summary["lost"] == 0

@@ -19,6 +19,7 @@ from mhs.cli.common import (
     settings_from,
     stdout,
 )
+from mhs.cli.simulate_kinds import simulate_topology_kinds
 from mhs.directory import Directory
 from mhs.observe.logs import configure_logging
 from mhs.settings import Settings
@@ -47,6 +48,12 @@ def simulate(
     seed: Annotated[int, typer.Option(help="traffic plan seed")] = 1,
     json_output: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     log_file: Annotated[Path | None, typer.Option(help="write the roles' JSON logs here")] = None,
+    topology_kind: Annotated[
+        str | None,
+        typer.Option(
+            help="instead: GP Connect traffic per consumer kind (mhs, cma, tie, portal, all)"
+        ),
+    ] = None,
 ) -> None:
     """Start every role, drive traffic between instances through faults, print a summary.
 
@@ -59,6 +66,8 @@ def simulate(
         configure_logging(settings.log_level, "json", stream=log_file.open("a", encoding="utf-8"))
     else:
         configure_logging("ERROR", "json", stream=sys.stderr)
+    if topology_kind is not None:
+        simulate_topology_kinds(settings, directory, topology_kind, json_output=json_output)
     opts = SimulationOptions(
         messages=messages,
         workers=workers,
@@ -112,6 +121,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         "retried",
         "lost",
         "duplicates",
+        "flagged_duplicates",
         "refused_at_outbound",
         "unexpected_outcomes",
         "p50_ms",

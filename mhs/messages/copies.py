@@ -23,9 +23,14 @@ def carried_headers(headers: Mapping[str, HeaderValue]) -> dict[str, HeaderValue
     return {k: v for k, v in headers.items() if not k.startswith("x-") or k.startswith("x-mhs-")}
 
 
-def onward(delivery: Delivery, headers: Mapping[str, HeaderValue]) -> OutgoingMessage:
+def onward(
+    delivery: Delivery,
+    headers: Mapping[str, HeaderValue],
+    application_properties: Mapping[str, str] | None = None,
+) -> OutgoingMessage:
     """``delivery`` published again unchanged but for ``headers`` (its id stays, so
-    duplicate elimination downstream still recognises it)."""
+    duplicate elimination downstream still recognises it); ``application_properties`` for
+    an instance's queue's AMQP 1.0 readers."""
     return OutgoingMessage(
         body=delivery.body,
         message_id=delivery.message_id,
@@ -35,6 +40,7 @@ def onward(delivery: Delivery, headers: Mapping[str, HeaderValue]) -> OutgoingMe
         type=delivery.type,
         app_id=delivery.app_id,
         timestamp=delivery.timestamp,
+        application_properties=application_properties,
     )
 
 

@@ -9,6 +9,10 @@ import orjson
 from mhs.broker import HeaderValue, OutgoingMessage
 from mhs.ebxml import Attachment
 
+# On a copy an earlier publish of the same message id may already have put on the queue
+# (its confirm was lost): the recipient's system can drop it if it has that id.
+POSSIBLE_DUPLICATE = "mhs-possible-duplicate"
+
 
 def instance_message(
     *,
@@ -53,12 +57,19 @@ def instance_message(
         headers=known,
         type=interaction_id,
         app_id="mhs-inbound",
-        # The same headers for AMQP 1.0 readers (the adaptor's consumers): each as text,
-        # a number or a boolean as JSON writes it ("2", "true").
-        application_properties={
-            k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in known.items()
-        },
+        application_properties=amqp10_properties(known),
     )
+
+
+def amqp10_properties(headers: Mapping[str, HeaderValue]) -> dict[str, str]:
+    """An instance message's headers as AMQP 1.0 readers (the adaptor's consumers) get them,
+    as application properties: each as text, a number or a boolean as JSON writes it ("2",
+    "true"); our own x- headers left out."""
+    return {
+        k: v if isinstance(v, str) else orjson.dumps(v).decode()
+        for k, v in headers.items()
+        if v is not None and not k.startswith("x-")
+    }
 
 
 def _body(

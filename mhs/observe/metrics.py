@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.process_collector import ProcessCollector
 
 from mhs.observe.events import Event
+from mhs.observe.metrics_unconfirmed import declare_unconfirmed
 from mhs.observe.registry import RoleRegistry
 from mhs.observe.series import OTHER, Counter, EventFigures, Histogram, Labels
 
@@ -80,6 +81,7 @@ class RoleMetrics:
         self._declare_worker(figures)
         self._declare_proxy(figures)
         self._declare_inbound(figures, per_asid)
+        unconfirmed = declare_unconfirmed(figures)
         self.registry.register(figures)
 
         # Gauges: not on the hot path, so prometheus-client's own.
@@ -121,6 +123,7 @@ class RoleMetrics:
             Event.INBOUND_DUPLICATE: self._on_duplicate,
             Event.INBOUND_NACKED: self._on_nacked,
             Event.INBOUND_REFUSED: self._on_inbound_refused,
+            **unconfirmed,
         }
         self._event_keys: dict[str, Labels] = {e.value: (e.value,) for e in Event}
 

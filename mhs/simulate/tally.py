@@ -4,7 +4,9 @@ what arrived on the instances' queues, per message id.
 
 The observer reads every instance queue as the instances' own systems would, on its own
 broker connection. A delivery the broker hands out again (redelivered) is not a second
-arrival; a second publish of the same message id is.
+arrival; a second publish of the same message id is. A copy marked
+``mhs-possible-duplicate`` (an earlier publish of it went unconfirmed) is a *flagged*
+duplicate, which the recipient's system can drop; a second unflagged copy is a failure.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mhs.broker import Broker, Delivery, Subscription
+from mhs.messages.instance import POSSIBLE_DUPLICATE
 from mhs.observe.latency import latency
 
 
@@ -32,6 +35,7 @@ class Tally:
     latencies_ms: list[float] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
     arrivals: Counter[str] = field(default_factory=Counter)
+    flagged: Counter[str] = field(default_factory=Counter)
     notices: defaultdict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     reasons: Counter[str] = field(default_factory=Counter)
     strangers: int = 0
@@ -39,6 +43,14 @@ class Tally:
 
     def settled(self, message_id: str) -> bool:
         return message_id in self.arrivals or message_id in self.notices
+
+    def unflagged_duplicate(self, message_id: str) -> bool:
+        """More than one copy arrived without the possible-duplicate flag: a failure."""
+        return self.arrivals[message_id] - self.flagged[message_id] > 1
+
+    def flagged_duplicate(self, message_id: str) -> bool:
+        """More than one copy arrived, every copy after the first flagged."""
+        return self.arrivals[message_id] > 1 and not self.unflagged_duplicate(message_id)
 
     def arrive(self, delivery: Delivery) -> bool:
         """Count what reached an instance's queue; True for a first or later arrival of a
@@ -53,6 +65,7 @@ class Tally:
             pass  # the same publish again (our ack was lost), not a second delivery
         elif message_id:
             self.arrivals[message_id] += 1
+            self.flagged[message_id] += int(delivery.headers.get(POSSIBLE_DUPLICATE) is True)
             arrived = True
         else:
             self.strangers += 1

@@ -1,20 +1,40 @@
 """Duplicate elimination at the inbound MHS: each message id delivered once, across
-replicas and crashes.
+replicas and crashes, and every copy that might be a second one says so.
 
 A message id is claimed *pending* in the state store before the message is published to
 its recipient's queue, settled *done* with the Acknowledgment answered (kept for the
 interaction's persist duration) once the publish is confirmed, and released if the
-publish fails. A copy that finds it done gets that same Acknowledgment again (ebMS 2.0)
-and is not delivered; a copy that finds it pending (another replica is publishing it, or
-one crashed doing so) is told to come back later, never silently dropped.
+publish certainly failed. A copy that finds it done gets that same Acknowledgment again
+(ebMS 2.0) and is not delivered; a copy that finds it pending (another replica is
+publishing it, or one crashed doing so) is told to come back later, never silently dropped.
+
+A publish whose confirm was lost (the broker may have queued it) leaves the id
+*uncertain*: a marker kept for the persist duration, written before the claim is released.
+Every later copy of that id that is delivered is a ``First`` with ``possible_duplicate``
+set, and goes out flagged, so the recipient's system can drop it. If the store does not
+answer at that moment either, the marker is not written and the claim expires with its
+pending TTL: a later copy then goes out unflagged. The outbound MHS marks an id the same
+way (``mark_uncertain``) when its own publish goes unconfirmed: an inbound MHS sharing its
+state store then flags every copy of that id it delivers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 
-from mhs.state import StateStore
+from mhs.state import StateError, StateStore
+
+
+def _uncertain(message_id: str) -> str:
+    return f"uncertain:{message_id}"
+
+
+async def mark_uncertain(store: StateStore, message_id: str, *, keep_s: float) -> None:
+    """A publish of ``message_id`` may or may not have landed: every copy of it that an
+    inbound MHS on ``store`` delivers for ``keep_s`` is flagged (StateError: not marked)."""
+    await store.put(_uncertain(message_id), b"1", ttl_s=keep_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +43,7 @@ class First:
 
     message_id: str
     owner: str
+    possible_duplicate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +77,15 @@ class DuplicateElimination:
             self._name(message_id), owner=owner, ttl_s=self.pending_ttl_s
         )
         if claim.won:
-            return First(message_id, owner)
+            # Read after winning: a copy whose confirm was lost marks the id before it
+            # releases the claim, so the marker is there for whoever wins next.
+            try:
+                marked = await self.store.get(_uncertain(message_id)) is not None
+            except StateError:
+                with contextlib.suppress(StateError):
+                    await self.store.release(self._name(message_id), owner=owner)
+                raise
+            return First(message_id, owner, possible_duplicate=marked)
         if claim.state == "done":
             return Seen(claim.value)
         return InProgress()
@@ -71,3 +100,21 @@ class DuplicateElimination:
     async def failed(self, first: First) -> None:
         """Give the claim up: the message was not delivered, so the sender's next copy is."""
         await self.store.release(self._name(first.message_id), owner=first.owner)
+
+    async def uncertain(self, message_id: str, first: First | None, *, keep_s: float) -> None:
+        """The publish of ``message_id`` may or may not have landed: mark the id for
+        ``keep_s`` so later copies go out flagged, then give the claim (if any) up
+        (StateError if the store does not answer: nothing is marked). A claim that cannot
+        be given up once the mark is made expires with its pending TTL."""
+        await mark_uncertain(self.store, message_id, keep_s=keep_s)
+        if first is not None:
+            with contextlib.suppress(StateError):
+                await self.store.release(self._name(first.message_id), owner=first.owner)
+
+    async def possible_duplicate(self, message_id: str) -> bool:
+        """For a copy delivered without a claim (no duplicate elimination asked for):
+        whether an earlier publish of the id may have landed. True if the store cannot say."""
+        try:
+            return await self.store.get(_uncertain(message_id)) is not None
+        except StateError:
+            return True

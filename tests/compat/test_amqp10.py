@@ -30,6 +30,7 @@ from proton.utils import BlockingConnection
 
 from mhs.broker.codec import AMQP10_APP_PROPERTIES_HEADER, amqp10_application_properties
 from mhs.ids import new_id
+from mhs.messages.instance import instance_message
 from tests.roles.conftest import HL7, inbound_header
 
 # The protocol header an AMQP 1.0 client with SASL opens with; a broker that speaks AMQP 1.0
@@ -137,6 +138,35 @@ async def test_a_reply_on_the_shared_queue_reads_as_the_adaptors(
     assert properties["to-asid"] == "918000000002"  # whose it is, on the one shared queue
     assert properties["inbound-message-id"] == header.message_id
     assert await h.depth(shared) == 0  # accepted over AMQP 1.0: gone from the queue
+
+
+@pytest.mark.rabbitmq
+async def test_a_reply_passed_on_by_an_outbound_replica_reads_as_the_adaptors(
+    harness_factory: Any, amqp10_url: str
+) -> None:
+    """A reply nobody was held for any more, taken from the unclaimed replies queue and put
+    on its recipient's queue by an outbound replica, keeps its properties."""
+    h = await harness_factory(["outbound"])
+    original, conversation = new_id(), new_id()
+    payload = HL7.format(id=original)
+    reply = instance_message(
+        ebxml="<SOAP:Envelope/>",
+        payload=payload,
+        message_id=original,
+        correlation_id=conversation,
+        interaction_id="QUPC_IN160102UK05",
+        from_asid="990000000806",
+        to_asid="918000000001",
+        from_party_key="YES-0000806",
+        to_party_key="A80001-0000001",
+        ods_code="A80001",
+    )
+    await h.broker.publish(h.settings.unclaimed_replies_queue, reply)
+    message = await receive(amqp10_url, h.settings.inbound_queue("918000000001"))
+    properties = assert_as_the_adaptor_writes(
+        message, message_id=original, correlation_id=conversation, payload=payload
+    )
+    assert properties["to-asid"] == "918000000001"
 
 
 @pytest.mark.rabbitmq

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from mhs.state import StateError
 from mhs.state.dedup import DuplicateElimination, First, InProgress, Seen
 from mhs.state.memory import MemoryStateStore
 
@@ -58,3 +61,108 @@ async def test_a_crashed_replicas_claim_expires() -> None:
     assert isinstance(again, First)
     assert await survivor.delivered(again, keep_s=60, acknowledgment=b"")
     assert await crashed.check("M1") == Seen(b"")
+
+
+class Failing(MemoryStateStore):
+    """The in-process store with reads that fail while ``down`` is set."""
+
+    down = False
+
+    async def get(self, name: str) -> bytes | None:
+        if self.down:
+            raise StateError("the store did not answer")
+        return await super().get(name)
+
+
+async def test_after_an_unconfirmed_publish_the_next_copy_is_delivered_flagged() -> None:
+    store = MemoryStateStore("t.")
+    replica_a = DuplicateElimination(store, pending_ttl_s=30, replica="a")
+    replica_b = DuplicateElimination(store, pending_ttl_s=30, replica="b")
+    first = await replica_a.check("M1")
+    assert isinstance(first, First)
+    assert not first.possible_duplicate
+    await replica_a.uncertain("M1", first, keep_s=60)
+    # The claim is given up (the copy may not have landed) but not forgotten: any
+    # replica's next copy is delivered, flagged, and once settled the rest are dropped.
+    again = await replica_b.check("M1")
+    assert isinstance(again, First)
+    assert again.possible_duplicate
+    assert await replica_a.check("M1") == InProgress()
+    assert await replica_b.delivered(again, keep_s=60, acknowledgment=b"<ack/>")
+    assert await replica_a.check("M1") == Seen(b"<ack/>")
+    assert not (await replica_a.possible_duplicate("M2"))
+
+
+async def test_a_flagged_copy_whose_confirm_is_lost_too_leaves_the_next_one_flagged() -> None:
+    dedup = DuplicateElimination(MemoryStateStore("t."), pending_ttl_s=30)
+    for _ in range(3):
+        copy = await dedup.check("M1")
+        assert isinstance(copy, First)
+        await dedup.uncertain("M1", copy, keep_s=60)
+    last = await dedup.check("M1")
+    assert isinstance(last, First)
+    assert last.possible_duplicate
+
+
+async def test_the_uncertain_mark_lasts_the_persist_duration() -> None:
+    clock = Clock()
+    dedup = DuplicateElimination(MemoryStateStore("t.", clock=clock), pending_ttl_s=30)
+    first = await dedup.check("M1")
+    assert isinstance(first, First)
+    await dedup.uncertain("M1", first, keep_s=60)
+    clock.now += 59
+    assert await dedup.possible_duplicate("M1")
+    clock.now += 2  # the sender stopped retrying long ago: a new message as far as we know
+    later = await dedup.check("M1")
+    assert isinstance(later, First)
+    assert not later.possible_duplicate
+
+
+async def test_a_certain_failure_leaves_no_mark() -> None:
+    dedup = DuplicateElimination(MemoryStateStore("t."), pending_ttl_s=30)
+    first = await dedup.check("M1")
+    assert isinstance(first, First)
+    await dedup.failed(first)
+    again = await dedup.check("M1")
+    assert isinstance(again, First)
+    assert not again.possible_duplicate
+
+
+async def test_without_a_claim_the_mark_is_read_and_unknown_counts_as_possible() -> None:
+    store = Failing("t.")
+    dedup = DuplicateElimination(store, pending_ttl_s=30)
+    await dedup.uncertain("M1", None, keep_s=60)
+    assert await dedup.possible_duplicate("M1")
+    assert not await dedup.possible_duplicate("M2")
+    store.down = True
+    assert await dedup.possible_duplicate("M2")
+
+
+async def test_a_claim_whose_mark_cannot_be_read_is_given_up() -> None:
+    store = Failing("t.")
+    dedup = DuplicateElimination(store, pending_ttl_s=30)
+    store.down = True
+    with pytest.raises(StateError):
+        await dedup.check("M1")
+    store.down = False
+    assert isinstance(await dedup.check("M1"), First)  # not left pending for its TTL
+
+
+class NoRelease(MemoryStateStore):
+    """The in-process store whose releases fail: the store went away mid-step."""
+
+    async def release(self, name: str, *, owner: str) -> bool:
+        raise StateError("the store did not answer")
+
+
+async def test_a_mark_made_before_the_store_went_away_still_flags_the_next_copy() -> None:
+    clock = Clock()
+    dedup = DuplicateElimination(NoRelease("t.", clock=clock), pending_ttl_s=30)
+    first = await dedup.check("M1")
+    assert isinstance(first, First)
+    await dedup.uncertain("M1", first, keep_s=60)  # marked; the claim could not be given up
+    assert await dedup.check("M1") == InProgress()
+    clock.now += 31  # the pending claim expired
+    later = await dedup.check("M1")
+    assert isinstance(later, First)
+    assert later.possible_duplicate

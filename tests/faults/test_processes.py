@@ -201,6 +201,10 @@ async def test_a_short_chaos_run_through_every_fault_keeps_every_invariant(
     assert injected["inbound_outages"] == 2
     assert injected["tap_duplicates_sent_concurrently"] + injected["tap_duplicates_sent_after"] > 0
     assert injected["tap_acks_dropped"] > 0
+    # Confirms lost at the inbound MHS: the message landed, and its retry came flagged.
+    assert injected["confirms_lost"] > 0
+    assert summary["observed"]["publishes_unconfirmed_at_inbound"] > 0
+    assert summary["flagged_duplicates"] > 0
     assert sum(summary["observed"]["proxy_faults_injected"].values()) > 0
     assert summary["observed"]["duplicates_dropped_at_inbound"] > 0
     assert set(summary["graceful_exit_codes"].values()) == {0}

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from mhs.broker import Broker, BrokerError, OutgoingMessage
+from mhs.broker import Broker, BrokerError, OutgoingMessage, PublishUncertain
 from mhs.directory import Directory, Mhs, Party
 from mhs.ebxml import (
     ACTION_ACKNOWLEDGMENT,
@@ -27,7 +27,7 @@ from mhs.ebxml import (
     timestamp_now,
 )
 from mhs.ids import is_asid, is_uuid, new_id
-from mhs.messages.instance import instance_message
+from mhs.messages.instance import POSSIBLE_DUPLICATE, instance_message
 from mhs.observe.events import Event
 from mhs.observe.logs import get_logger
 from mhs.roles.common import (
@@ -168,9 +168,14 @@ def _log_fields(header: MessageHeader) -> dict[str, str | None]:
 
 
 def _for_instance(
-    request: web.Request, message: EbxmlMessage, recipient: Party, from_asid: str | None
+    request: web.Request,
+    message: EbxmlMessage,
+    recipient: Party,
+    from_asid: str | None,
+    possible_duplicate: bool,
 ) -> OutgoingMessage:
-    """What goes on the recipient instance's queue: the NHS adaptor's JSON, our headers."""
+    """What goes on the recipient instance's queue: the NHS adaptor's JSON, our headers
+    (``mhs-possible-duplicate`` only on a copy an earlier, unconfirmed publish may repeat)."""
     header = message.header
     sender = request.app[DIRECTORY].by_asid(from_asid) if from_asid else None
     return instance_message(
@@ -190,6 +195,7 @@ def _for_instance(
             "ref-to-message-id": header.ref_to_message_id,
             "from-ods-code": sender.ods_code if sender else None,
             "mhs-attempt": _int_header(request.headers.get("Mhs-Attempt")),
+            POSSIBLE_DUPLICATE: True if possible_duplicate else None,
         },
     )
 
@@ -221,9 +227,10 @@ async def receive(request: web.Request) -> web.Response:
     claim = await _claim(app, message, fields) if header.duplicate_elimination else None
     if isinstance(claim, web.Response):
         return claim
+    flagged = await _possible_duplicate(app, header.message_id, claim)
     acknowledgment = _acknowledgment(message)
     started = time.perf_counter()
-    outgoing = _for_instance(request, message, recipient, from_asid)
+    outgoing = _for_instance(request, message, recipient, from_asid, flagged)
     waiter = None
     if header.ref_to_message_id:
         # A reply: to the outbound replica holding its request, if one is (wait-for-response).
@@ -245,6 +252,8 @@ async def receive(request: web.Request) -> web.Response:
     if problem is not None:
         log.warning(Event.INBOUND_REFUSED, status=500, reason=problem, **fields)
         return text_error(500, "message could not be queued; send it again")
+    if flagged:
+        log.info(Event.INBOUND_POSSIBLE_DUPLICATE, queue=queue, **fields)
     duration_ms = round((time.perf_counter() - started) * 1000, 3)
     log.info(
         Event.INBOUND_DELIVERED, queue=queue, outcome="delivered", duration_ms=duration_ms, **fields
@@ -275,6 +284,9 @@ async def _publish(
         else:
             await broker.declare_queue(queue)
             await broker.publish(queue, outgoing)
+    except PublishUncertain as error:
+        await _unconfirmed(app, claim, keep, str(error), fields)
+        return str(error), queue
     except BrokerError as error:
         if claim is not None:
             # If the store does not answer either, the claim expires with its pending TTL.
@@ -284,6 +296,40 @@ async def _publish(
     if claim is not None:
         await _settle(app, claim, keep, ack, fields)
     return None, queue
+
+
+async def _possible_duplicate(app: web.Application, message_id: str, claim: First | None) -> bool:
+    """Whether an earlier publish of ``message_id`` may have landed: the claim says so, or
+    for a message without duplicate elimination the store (True if it cannot say)."""
+    if claim is not None:
+        return claim.possible_duplicate
+    return await app[DEDUP].possible_duplicate(message_id)
+
+
+async def _unconfirmed(
+    app: web.Application,
+    claim: First | None,
+    keep: timedelta,
+    reason: str,
+    fields: dict[str, str | None],
+) -> None:
+    """The broker may have queued the message: never treat it as lost. Mark its id so
+    every later copy goes out flagged, then give the claim up so the sender's retry (the
+    500 answered) is delivered, in case this copy did not land."""
+    message_id = str(fields["inbound_message_id"])
+    try:
+        await app[DEDUP].uncertain(message_id, claim, keep_s=keep.total_seconds())
+        marked = True
+    except StateError:
+        # Nothing marked: the claim expires with its pending TTL, and a later copy is
+        # delivered unflagged (docs/reliability.md says so).
+        marked = False
+    app[LOG].warning(
+        Event.INBOUND_PUBLISH_UNCONFIRMED,
+        reason=reason,
+        marked=marked,
+        **fields,
+    )
 
 
 async def _claim(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from mhs.broker import Broker, BrokerError, OutgoingMessage
+from mhs.broker import Broker, BrokerError, OutgoingMessage, PublishUncertain
 from mhs.messages.sync_async import waiting_name
 from mhs.observe.events import Event
 from mhs.observe.logger import Logger
@@ -37,9 +37,13 @@ async def publish_to_waiter(
     fields: Mapping[str, str | None],
 ) -> bool:
     """Publish the reply to the waiting replica's queue, confirmed; False if it cannot go
-    there (the queue is gone), and the caller sends it to the instance's queue instead."""
+    there (the queue is gone), and the caller sends it to the instance's queue instead.
+    ``PublishUncertain`` is raised, not answered False: the reply may be on that queue, and
+    a copy on the instance's queue too would be a duplicate nobody flagged."""
     try:
         await broker.publish(queue, message)
+    except PublishUncertain:
+        raise
     except BrokerError as error:
         log.warning(Event.INBOUND_REPLY_REROUTED, reason=str(error), queue=queue, **fields)
         return False

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from aiohttp import web
 
-from mhs.broker import Broker, BrokerError
+from mhs.broker import Broker, BrokerError, PublishUncertain
 from mhs.directory import Directory, Party
 from mhs.ebxml import EbxmlError, extract_device_asids
 from mhs.ids import is_asid, new_id, wire_id
@@ -28,11 +29,14 @@ from mhs.roles.outbound.auth import Refused, authenticate
 from mhs.roles.outbound.body import read_body
 from mhs.roles.outbound.gpconnect import install_gpconnect
 from mhs.roles.outbound.replies import hold_for_reply, install_replies
-from mhs.roles.outbound.status import install_status
+from mhs.roles.outbound.status import STATE, install_status
 from mhs.roles.outbound.sync import send_sync
 from mhs.settings import Settings
+from mhs.state import StateError
+from mhs.state.dedup import mark_uncertain
 
 ROLE = "outbound"
+DEFAULT_PERSIST = timedelta(minutes=5)
 
 
 def create_outbound_app(
@@ -153,6 +157,22 @@ async def _queue(
             settings.outbound_queue,
             outbound_message(record, app_id="mhs-outbound", reply_to=reply_to),
         )
+    except PublishUncertain as error:
+        # It may be queued: say so, and mark the id so an inbound MHS on our state store
+        # flags what it delivers of it. The caller sends it again with the same Message-Id.
+        marked = await _mark_uncertain(app, record)
+        log.warning(
+            Event.MESSAGE_PUBLISH_UNCONFIRMED,
+            status=503,
+            reason=str(error),
+            marked=marked,
+            **fields,
+        )
+        return text_error(
+            503,
+            "the queue did not confirm the message, which may have been queued: send it"
+            f" again with the same Message-Id: {error}",
+        )
     except BrokerError as error:
         log.warning(Event.MESSAGE_REFUSED, status=503, reason=str(error), **fields)
         return text_error(503, f"message could not be queued, nothing was accepted: {error}")
@@ -163,6 +183,16 @@ async def _queue(
         **fields,
     )
     return None
+
+
+async def _mark_uncertain(app: web.Application, record: OutboundRecord) -> bool:
+    interaction = app[DIRECTORY].interaction(record.interaction_id)
+    keep = interaction.reliability.persist_duration if interaction else DEFAULT_PERSIST
+    try:
+        await mark_uncertain(app[STATE], record.message_id, keep_s=keep.total_seconds())
+    except StateError:
+        return False
+    return True
 
 
 async def _accept(request: web.Request) -> tuple[OutboundRecord, bool]:

@@ -32,6 +32,7 @@ from aiohttp import web
 from mhs.broker import Broker, BrokerError, Delivery, Subscription
 from mhs.ids import is_asid
 from mhs.messages.copies import carried_headers, onward
+from mhs.messages.instance import POSSIBLE_DUPLICATE, amqp10_properties
 from mhs.messages.outcomes import OUTCOME_TYPE, DeliveryOutcome, read_outcome
 from mhs.messages.records import OutboundRecord
 from mhs.messages.sync_async import ReplyTimings, reply_payload, waiting_name
@@ -195,9 +196,14 @@ class Replies:
             await delivery.reject(requeue=False)
             return
         queue = self.settings.inbound_queue(to_asid)
+        carried = carried_headers(headers)
+        if delivery.redelivered:
+            # An earlier take of it may have put it there already (its confirm was lost,
+            # or this replica died after publishing): this copy says so.
+            carried[POSSIBLE_DUPLICATE] = True
         try:
             await self.broker.declare_queue(queue)
-            await self.broker.publish(queue, onward(delivery, carried_headers(headers)))
+            await self.broker.publish(queue, onward(delivery, carried, amqp10_properties(carried)))
         except BrokerError:
             await delivery.reject(requeue=True)
             return
