@@ -37,6 +37,7 @@ from aiolimiter import AsyncLimiter
 
 from mhs.broker import Broker, Delivery, Subscription
 from mhs.broker.factory import create_broker
+from mhs.chaos import rabbit_cluster
 from mhs.directory import Directory, generate_topology
 from mhs.messages.queues import namespace_queues
 from mhs.settings import Settings
@@ -353,11 +354,15 @@ async def product(
     *,
     hosted: int = 32,
     profile: Path | None = None,
+    workers: int = 1,
 ) -> AsyncIterator[System]:
-    """The product's four roles, each in its own process, with everything on."""
+    """The product's four roles, each in its own process (``workers`` delivery workers),
+    with everything on."""
     topology = log_dir / f"topology-{hosted}.yaml"
     directory = _topology_file(hosted, topology)
-    ports = {role: _free_port() for role in ("outbound", "worker", "spine-proxy", "inbound")}
+    extra_workers = [f"worker-{n}" for n in range(2, workers + 1)]
+    roles = ("outbound", "worker", "spine-proxy", "inbound", *extra_workers)
+    ports = {role: _free_port() for role in roles}
     urls = {role: f"http://127.0.0.1:{port}" for role, port in ports.items()}
     env = {
         "MHS_BROKER_URL": amqp,
@@ -383,8 +388,9 @@ async def product(
         [f"{prefix}inbound.{p.asid}" for p in recipients],
         namespace_queues(Settings(queue_prefix=prefix), directory),
     )
-    for role in ("inbound", "spine-proxy", "worker", "outbound"):
-        argv = [sys.executable, "-m", "mhs", "serve", role]
+    for role in ("inbound", "spine-proxy", "worker", *extra_workers, "outbound"):
+        serves = "worker" if role in extra_workers else role
+        argv = [sys.executable, "-m", "mhs", "serve", serves]
         if profile is not None:
             out = profile / f"{role}-{hosted}.txt"
             argv = [
@@ -399,7 +405,8 @@ async def product(
                 "--",
                 *argv,
             ]
-        system.processes[role] = _spawn(f"product-{hosted}-{role}", argv, env, log_dir)
+        own = {"MHS_WORKER_PORT": str(ports[role])} if role in extra_workers else {}
+        system.processes[role] = _spawn(f"product-{hosted}-{role}", argv, {**env, **own}, log_dir)
     rng = random.Random(7)  # a reproducible load, not a secret
     credentials = {p.asid: directory.credential_for(p.asid) or "" for p in parties}
 
@@ -516,6 +523,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     pr = await _measure(driver, system, args, half_rate)
                     result["product_rss_mb"] = system.rss_mb()
                 _record(result, ys, pr)
+                if args.cluster:
+                    result["cluster"] = await _cluster(
+                        session=session, args=args, run=run, log_dir=log_dir
+                    )
                 if args.scaling:
                     result["scaling"] = await _scaling(
                         driver=driver,
@@ -598,6 +609,77 @@ async def _scaling(
     return sizes
 
 
+async def _cluster(
+    *, session: aiohttp.ClientSession, args: argparse.Namespace, run: str, log_dir: Path
+) -> dict[str, Any]:
+    """Throughput on one node against a three-node cluster (scripts/cluster), with one
+    delivery worker and with three, in the same run."""
+    nodes = rabbit_cluster.nodes(3)
+    was_up = all(
+        await asyncio.gather(*(asyncio.to_thread(rabbit_cluster.running, n) for n in nodes))
+    )
+    await asyncio.to_thread(rabbit_cluster.start, nodes)
+    cluster_url = rabbit_cluster.broker_url(nodes)
+    figures: dict[str, Any] = {}
+    try:
+        for label, url, workers in (
+            ("one_node_1_worker", args.broker, 1),
+            ("cluster_1_worker", cluster_url, 1),
+            ("cluster_3_workers", cluster_url, 3),
+        ):
+            figures[label] = await _product_load(
+                session,
+                args=args,
+                url=url,
+                prefix=f"bench-{run}.{label}.",
+                log_dir=log_dir,
+                workers=workers,
+            )
+    finally:
+        if not was_up:
+            await asyncio.to_thread(rabbit_cluster.stop, nodes, remove=False)
+    figures["cluster_cost"] = _ratio(
+        figures["cluster_1_worker"]["product_mps"], figures["one_node_1_worker"]["product_mps"]
+    )
+    figures["three_workers_gain"] = _ratio(
+        figures["cluster_3_workers"]["product_mps"], figures["cluster_1_worker"]["product_mps"]
+    )
+    return figures
+
+
+async def _product_load(
+    session: aiohttp.ClientSession,
+    *,
+    args: argparse.Namespace,
+    url: str,
+    prefix: str,
+    log_dir: Path,
+    workers: int,
+) -> dict[str, Any]:
+    """One load phase through the product on the broker at ``url``."""
+    client = create_broker(url, connection_name=f"mhs-bench-{prefix}")
+    await client.start()
+    driver = Driver(client, session)
+    owned: list[str] = []
+    try:
+        async with product(session, url, prefix, args.size, log_dir, workers=workers) as system:
+            owned = system.owned
+            await driver.watch(system.queues)
+            await driver.run(
+                system.url, list(system.messages(args.warmup)), concurrency=args.concurrency
+            )
+            phase = await driver.run(
+                system.url, list(system.messages(args.messages)), concurrency=args.concurrency
+            )
+    finally:
+        await driver.unwatch()
+        for queue in owned:
+            with suppress(Exception):
+                await client.delete_queue(queue)
+        await client.stop()
+    return {"product_mps": phase.mps, "p99_ms": phase.p99_ms, "lost": phase.sent - phase.arrived}
+
+
 def _print(result: dict[str, Any]) -> None:
     rows: list[tuple[str, Any, Any, Any]] = [
         ("messages/s", result["yardstick_mps"], result["product_mps"], result["ratio"]),
@@ -631,6 +713,8 @@ def _print(result: dict[str, Any]) -> None:
     print(f"CPU us per message, yardstick: {result['yardstick_cpu_us_per_message']}")
     print(f"CPU us per message, product:   {result['product_cpu_us_per_message']}")
     print(f"product RSS MB: {result['product_rss_mb']}; lost {result['lost']}")
+    for label, figure in result.get("cluster", {}).items():
+        print(f"cluster {label}: {figure}")
     for size, figures in result.get("scaling", {}).items():
         print(f"scaling {size}: {figures}")
 
@@ -653,6 +737,11 @@ def main() -> None:
         help="recipient queues the yardstick's inbound spreads messages over (the product: 64)",
     )
     parser.add_argument("--scaling", action="store_true")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also one node against a three-node cluster (scripts/cluster), 1 and 3 workers",
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 1_000, 10_000])
     parser.add_argument("--keep-logs", type=Path, default=None)
     parser.add_argument(

@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
-import aio_pika
 import aiormq
 from aio_pika.abc import AbstractRobustConnection
 from aiormq.abc import AbstractChannel
@@ -27,6 +26,7 @@ from mhs.broker.base import (
     Handler,
     OutgoingMessage,
     PublishError,
+    PublishUncertain,
     QueuedMessage,
     Subscription,
     Unroutable,
@@ -35,13 +35,13 @@ from mhs.broker.codec import amqp091_headers, expiration_ms, queue_ttl_ms
 from mhs.broker.rabbitmq_channels import (
     LINK_ERRORS,
     ChannelSlot,
-    login_refused,
     reply_text,
     unlogged_attempts,
-    unreachable,
 )
 from mhs.broker.rabbitmq_consumer import RabbitDelivery, RabbitSubscription
+from mhs.broker.rabbitmq_nodes import Nodes
 from mhs.settings import redact_url
+from mhs.tasks import stop_task
 
 QueueType = Literal["quorum", "classic"]
 _PERSISTENT = 2
@@ -65,7 +65,7 @@ class RabbitMqBroker(Broker):
     ) -> None:
         if delivery_limit < 1:
             raise ValueError("delivery_limit must be at least 1")
-        self._url = url
+        self._nodes = Nodes(url)
         self._where = redact_url(url)
         self.connection_name = connection_name
         self._queue_type = queue_type
@@ -75,6 +75,7 @@ class RabbitMqBroker(Broker):
         self._timeout = operation_timeout_s
         self._reconnect_interval = reconnect_interval_s
         self._connection: AbstractRobustConnection | None = None
+        self._following: asyncio.Task[None] | None = None
         self._stopped = False
         self._publisher = ChannelSlot(lambda: self._open_channel(confirms=True))
         self._control = ChannelSlot(lambda: self._open_channel(confirms=False))
@@ -93,29 +94,21 @@ class RabbitMqBroker(Broker):
         self._stopped = False
         self._declared.clear()
         with unlogged_attempts():
-            self._connection = await self._connect()
+            self._connection = await self._nodes.connect(
+                connection_name=self.connection_name,
+                reconnect_interval_s=self._reconnect_interval,
+                timeout_s=self._timeout,
+                start_timeout_s=self._start_timeout,
+            )
         self._connection.reconnect_callbacks.add(self._on_reconnected)
-
-    async def _connect(self) -> AbstractRobustConnection:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._start_timeout
-        while True:
-            try:
-                return await aio_pika.connect_robust(
-                    self._url,
-                    client_properties={"connection_name": self.connection_name},
-                    reconnect_interval=self._reconnect_interval,
-                    timeout=max(0.1, min(self._timeout, deadline - loop.time())),
-                )
-            except aiormq.exceptions.ProbableAuthenticationError as error:
-                raise login_refused(self._where, error) from None
-            except (TimeoutError, *LINK_ERRORS) as error:
-                if loop.time() + self._reconnect_interval >= deadline:
-                    raise unreachable(self._where, self._start_timeout, error) from None
-                await asyncio.sleep(self._reconnect_interval)
+        self._following = asyncio.get_running_loop().create_task(
+            self._nodes.follow(self._connection, self._reconnect_interval, lambda: self._stopped)
+        )
 
     async def stop(self) -> None:
         self._stopped = True
+        await stop_task(self._following, within_s=self._timeout)
+        self._following = None
         for subscription in list(self._subscriptions):
             await subscription.cancel()
         for slot in (self._publisher, self._control, self._getter):
@@ -125,6 +118,11 @@ class RabbitMqBroker(Broker):
             with contextlib.suppress(TimeoutError, *LINK_ERRORS):
                 async with asyncio.timeout(self._timeout):
                     await connection.close()
+
+    @property
+    def node(self) -> str:
+        """The URL (password hidden) of the node this broker connects to, or tries next."""
+        return redact_url(self._nodes.current)
 
     @property
     def is_connected(self) -> bool:
@@ -192,6 +190,9 @@ class RabbitMqBroker(Broker):
     ) -> object:
         try:
             channel = await self._publisher.get()
+        except BrokerError as error:
+            raise PublishError(f"cannot publish to {queue!r}: {error}") from error
+        try:
             return await channel.basic_publish(
                 body,
                 exchange="",
@@ -205,16 +206,20 @@ class RabbitMqBroker(Broker):
             raise Unroutable(f"unroutable: no queue named {queue!r}") from error
         except aiormq.exceptions.DeliveryError as error:
             raise PublishError(f"RabbitMQ refused (nacked) the message for {queue!r}") from error
-        except TimeoutError as error:
-            raise PublishError(
-                f"no confirm for the message to {queue!r} within {self._publish_timeout}s"
-            ) from error
-        except BrokerError as error:
-            raise PublishError(f"cannot publish to {queue!r}: {error}") from error
-        except Exception as error:
-            # Channel or connection closed or lost, or a header pamqp cannot encode: either
-            # way the broker has not confirmed the message.
+        except aiormq.exceptions.ChannelInvalidStateError as error:
+            # aiormq raises this before writing anything: the channel was closed already.
             raise PublishError(f"cannot publish to {queue!r}: {error!r}") from error
+        except TimeoutError as error:
+            raise PublishUncertain(
+                f"no confirm for the message to {queue!r} within {self._publish_timeout}s;"
+                " it may have been queued"
+            ) from error
+        except Exception as error:
+            # The channel or connection closed with the publish written (or being written)
+            # and its confirm outstanding: whether the broker queued it is unknown.
+            raise PublishUncertain(
+                f"no confirm for the message to {queue!r}: {error!r}; it may have been queued"
+            ) from error
 
     async def _take_turn(self, message_id: str) -> None:
         while message_id in self._publishing:

@@ -126,8 +126,16 @@ class Acks:
         self._flush()
         self._send_stragglers()
         self._outbox.put_nowait(None)
-        with contextlib.suppress(TimeoutError):
+        try:
             await asyncio.wait_for(asyncio.shield(self._sender), timeout=5)
+        except TimeoutError:
+            pass
+        except asyncio.CancelledError:
+            # The sender was stopped (its channel went: close()), which is no reason to
+            # fail; a cancellation of our caller still is.
+            task = asyncio.current_task()
+            if not self._sender.cancelled() or (task is not None and task.cancelling()):
+                raise
 
     def close(self) -> None:
         """Stop the sender: the channel is gone, and the broker redelivers what it held."""
