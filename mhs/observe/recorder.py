@@ -36,8 +36,9 @@ RETRY_INTERVAL_S = 1.0
 # How long stop() lets a write in progress finish before cancelling it, and then waits.
 STOP_GRACE_S = 5.0
 STOP_TIMEOUT_S = 1.0
-# Steps held while the store does not answer; beyond this the newest are dropped (and
-# counted in the next status.write_failed), so an outage cannot exhaust memory.
+# Steps held while the store does not answer (a failed write keeps its batch for the
+# next); beyond this the newest are dropped (and counted in status.write_failed), so an
+# outage cannot exhaust memory.
 MAX_PENDING = 100_000
 
 
@@ -102,16 +103,26 @@ class StatusRecorder:
                 batch[key] = [encode_step(at, name, event)]
             else:
                 steps.append(encode_step(at, name, event, identity=False))
-        problem = f"{dropped} steps dropped while the store was behind" if dropped else None
         try:
             if batch:
                 await self.store.append(batch, ttl_s=self._ttl_s, cap=MAX_STEPS)
         except StateError as error:
-            problem = str(error)
-            dropped += len(pending)
-        if problem is not None:
-            self._log.warning(Event.STATUS_WRITE_FAILED, records=dropped, reason=problem)
-        return problem is None
+            # Held for the next write, oldest first, as far as the bound allows.
+            room = max(0, self._max_pending - len(self._pending))
+            self._pending[:0] = pending[:room]
+            dropped += len(pending) - min(room, len(pending))
+            self._log.warning(
+                Event.STATUS_WRITE_FAILED, records=dropped, held=min(room, len(pending)),
+                reason=str(error),
+            )  # fmt: skip
+            return False
+        if dropped:
+            self._log.warning(
+                Event.STATUS_WRITE_FAILED,
+                records=dropped,
+                reason=f"{dropped} steps dropped while the store was behind",
+            )
+        return not dropped
 
     async def _run(self) -> None:
         wait = self._interval_s

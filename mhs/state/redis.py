@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
@@ -29,6 +30,8 @@ from mhs.state.base import (
     StateStore,
     ttl_ms,
 )
+from mhs.state.sentinel import SCHEME as SENTINEL_SCHEME
+from mhs.state.sentinel import parse_sentinel_url
 from mhs.tasks import stop_task
 
 _CLAIM = """
@@ -102,6 +105,31 @@ _LENGTH = struct.Struct(">I")
 _T = TypeVar("_T")
 
 
+def _client(url: str, timeout_s: float) -> tuple[aioredis.Redis, list[aioredis.Redis]]:
+    """The client for ``url``, and for a sentinel URL the sentinels' own clients too."""
+    options: dict[str, Any] = {
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        "client_name": "mhs",
+    }
+    if not url.startswith(f"{SENTINEL_SCHEME}://"):
+        return aioredis.Redis.from_url(url, **options), []
+    named = parse_sentinel_url(url)
+    sentinel = Sentinel(
+        named.sentinels,
+        sentinel_kwargs={
+            "socket_timeout": timeout_s,
+            "socket_connect_timeout": timeout_s,
+            "password": named.sentinel_password,
+        },
+    )
+    client = sentinel.master_for(
+        named.service, db=named.db, username=named.username, password=named.password, **options
+    )
+    return client, list(sentinel.sentinels)
+
+
 class RedisStateStore(StateStore):
     """Claims as Redis hashes with TTLs; ``available`` follows a ping every ``ping_interval_s``."""
 
@@ -116,13 +144,7 @@ class RedisStateStore(StateStore):
     ) -> None:
         super().__init__(prefix)
         self._where = redact_url(url)
-        self._client = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
-            client_name="mhs",
-        )
+        self._client, self._sentinels = _client(url, timeout_s)
         self._claim = self._client.register_script(_CLAIM)
         self._settle = self._client.register_script(_SETTLE)
         self._release = self._client.register_script(_RELEASE)
@@ -165,6 +187,8 @@ class RedisStateStore(StateStore):
         await stop_task(monitor, within_s=self._start_timeout)
         self._available = False
         await self._client.aclose()
+        for sentinel in self._sentinels:
+            await sentinel.aclose()
 
     @property
     def available(self) -> bool:

@@ -197,5 +197,31 @@ async def test_a_store_that_does_not_answer_costs_steps_not_memory() -> None:
             recorder.observe(_event(Event.DELIVERY_ATTEMPT, attempt=attempt))
         await recorder.flush()
         await recorder.flush()
-    assert [(e["event"], e["records"]) for e in logs] == [("status.write_failed", 5)]
+    # The first three are held for the next write, the two beyond the bound dropped.
+    assert [(e["event"], e["records"], e["held"]) for e in logs] == [
+        ("status.write_failed", 2, 3),
+        ("status.write_failed", 0, 3),
+    ]
     assert "did not answer" in logs[0]["reason"]
+
+
+class _Flaky(MemoryStateStore):
+    down = True
+
+    async def append(self, *args: Any, **kwargs: Any) -> None:
+        if self.down:
+            raise StateError("the state store at redis://x did not answer")
+        await super().append(*args, **kwargs)
+
+
+async def test_steps_held_through_an_outage_are_written_in_order_once_it_ends() -> None:
+    store = _Flaky("t.")
+    recorder = StatusRecorder(store, get_logger("worker"), ttl_s=60)
+    for attempt in range(3):
+        recorder.observe(_event(Event.DELIVERY_ATTEMPT, attempt=attempt))
+    assert not await recorder.flush()
+    recorder.observe(_event(Event.DELIVERY_DELIVERED, attempt=3))
+    store.down = False
+    assert await recorder.flush()
+    steps = await store.read_list(status_name(ID))
+    assert [orjson.loads(step)["attempt"] for step in steps] == [0, 1, 2, 3]
