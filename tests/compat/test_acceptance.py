@@ -59,11 +59,6 @@ async def post(
         return response.status, await response.read(), dict(response.headers), message_id
 
 
-async def add_fault(h: Harness, **rule: Any) -> None:
-    async with h.http.post(h.url("spine-proxy") + "/_admin/faults", json=rule) as response:
-        assert response.status == 201, await response.text()
-
-
 def reply_queue(h: Harness) -> str:
     outbound = next(r for r in h.cluster.running if r.role == "outbound")
     return outbound.runner.app[REPLIES].queue
@@ -196,7 +191,7 @@ async def test_a_late_outcome_is_dropped_once_the_pending_202_was_answered(
     harness_factory: Any,
 ) -> None:
     h = await harness_factory(ROLES, acceptance_timeout_s=0.5)
-    await add_fault(h, kind="latency", delay=1500, from_asid=SENDER)
+    await h.add_fault(kind="latency", delay=1500, from_asid=SENDER)
     status, _, headers, message_id = await post(h)
     assert (status, headers["mhs-outcome"]) == (202, "pending")
     assert (await h.take(h.settings.inbound_queue(RECIPIENT))).message_id == message_id
@@ -208,7 +203,7 @@ async def test_a_message_error_is_the_adaptors_500_and_the_notice_lists_the_same
     harness_factory: Any,
 ) -> None:
     h = await harness_factory(ROLES)
-    await add_fault(h, kind="message-error", code="501319:Unknown eb:CPAId", from_asid=SENDER)
+    await h.add_fault(kind="message-error", code="501319:Unknown eb:CPAId", from_asid=SENDER)
     status, body, headers, message_id = await post(h)
     assert status == 500
     assert (headers["Message-Id"], headers["mhs-outcome"]) == (message_id, "rejected")
@@ -234,7 +229,7 @@ async def test_a_message_error_is_the_adaptors_500_and_the_notice_lists_the_same
 
 async def test_a_final_soap_fault_is_the_adaptors_500_at_once(harness_factory: Any) -> None:
     h = await harness_factory(ROLES)
-    await add_fault(h, kind="soap-fault", code="300", from_asid=SENDER)
+    await h.add_fault(kind="soap-fault", code="300", from_asid=SENDER)
     status, body, headers, message_id = await post(h)
     assert (status, headers["mhs-outcome"]) == (500, "rejected")
     errors = assert_adaptor_error(body, headers, process_key="SOAP_ERROR_HANDLER0002")
@@ -253,7 +248,7 @@ async def test_a_final_soap_fault_is_the_adaptors_500_at_once(harness_factory: A
 
 async def test_a_retriable_soap_fault_then_success_is_a_202(harness_factory: Any) -> None:
     h = await harness_factory(ROLES)
-    await add_fault(h, kind="soap-fault", code="206", attempts=1, from_asid=SENDER)
+    await h.add_fault(kind="soap-fault", code="206", attempts=1, from_asid=SENDER)
     status, _, headers, message_id = await post(h)
     assert (status, headers["mhs-outcome"]) == (202, "delivered")
     attempts = h.events_for(Event.DELIVERY_ATTEMPT, message_id)
@@ -265,7 +260,7 @@ async def test_retries_exhausted_on_a_soap_fault_is_a_500_with_spines_last_error
     harness_factory: Any,
 ) -> None:
     h = await harness_factory(ROLES)
-    await add_fault(h, kind="soap-fault", code="206", from_asid=SENDER)
+    await h.add_fault(kind="soap-fault", code="206", from_asid=SENDER)
     status, body, headers, message_id = await post(h)
     assert (status, headers["mhs-outcome"]) == (500, "dead-lettered")
     errors = assert_adaptor_error(body, headers, process_key="SOAP_ERROR_HANDLER0002")
@@ -279,7 +274,7 @@ async def test_transport_errors_out_of_retries_are_a_delivery_failure(
     harness_factory: Any,
 ) -> None:
     h = await harness_factory(ROLES)
-    await add_fault(h, kind="http-status", status=503, from_asid=SENDER)
+    await h.add_fault(kind="http-status", status=503, from_asid=SENDER)
     status, body, headers, _ = await post(h)
     assert (status, headers["mhs-outcome"]) == (500, "dead-lettered")
     [error] = assert_adaptor_error(body, headers, process_key="MHS_DELIVERY_FAILURE")
@@ -317,7 +312,7 @@ async def test_wait_for_response_in_spine_acceptance(harness_factory: Any) -> No
     assert body.decode().startswith("<QUPC_IN160102UK05")
     assert headers["Message-Id"] == message_id
     # Refused: the adaptor's 500 at once, not after the wait for a reply that cannot come.
-    await add_fault(h, kind="message-error", from_asid=SENDER, interaction_id=SCR_QUERY)
+    await h.add_fault(kind="message-error", from_asid=SENDER, interaction_id=SCR_QUERY)
     started = time.monotonic()
     status, body, headers, _ = await post(h, ods_code=None, interaction=SCR_QUERY, wait=True)
     assert (status, headers["mhs-outcome"]) == (500, "rejected")

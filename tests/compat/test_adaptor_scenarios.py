@@ -52,9 +52,7 @@ async def test_an_adaptor_component_test_passes_unchanged(
 ) -> None:
     h = await harness_factory(ROLES, acceptance="spine")
     if "spine" in scenario:
-        rule = {**scenario["spine"], "interaction_id": scenario["interaction"].strip()}
-        async with h.http.post(h.url("spine-proxy") + "/_admin/faults", json=rule) as response:
-            assert response.status == 201, await response.text()
+        await h.add_fault(**scenario["spine"], interaction_id=scenario["interaction"].strip())
     message_id = new_id()
     body, headers = _request(h, scenario, message_id)
     async with h.http.post(h.url("outbound") + "/", data=body, headers=headers) as response:

@@ -114,11 +114,7 @@ async def test_a_spine_fault_on_a_sync_query_is_the_adaptors_error_json(
     harness_factory: Any,
 ) -> None:
     h = await harness_factory(("spine-proxy", "outbound"))
-    async with h.http.post(
-        h.url("spine-proxy") + "/_admin/faults",
-        json={"kind": "soap-fault", "interaction_id": "QUPA_IN040000UK32", "code": "300"},
-    ) as response:
-        assert response.status == 201, await response.text()
+    await h.add_fault(kind="soap-fault", interaction_id="QUPA_IN040000UK32", code="300")
     status, text, headers = await _sync(h)
     assert status == 500
     # The adaptor's error JSON, labelled text/plain as the adaptor labels it.
@@ -135,11 +131,7 @@ async def test_any_other_status_spine_answers_a_sync_query_is_passed_on(
     harness_factory: Any,
 ) -> None:
     h = await harness_factory(("spine-proxy", "outbound"))
-    async with h.http.post(
-        h.url("spine-proxy") + "/_admin/faults",
-        json={"kind": "http-status", "interaction_id": "QUPA_IN040000UK32", "status": 503},
-    ) as response:
-        assert response.status == 201, await response.text()
+    await h.add_fault(kind="http-status", interaction_id="QUPA_IN040000UK32", status=503)
     status, text, headers = await _sync(h)
     assert status == 503
     assert headers["Message-Id"]

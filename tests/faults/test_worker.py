@@ -22,14 +22,9 @@ from .conftest import GP2GP_REQUEST, RECIPIENT, SENDER, HarnessMaker, record, to
 pytestmark = pytest.mark.rabbitmq
 
 
-async def add_fault(h: Harness, **rule: object) -> None:
-    async with h.http.post(h.url("spine-proxy") + "/_admin/faults", json=rule) as response:
-        assert response.status == 201, await response.text()
-
-
 async def test_a_long_wait_happens_in_a_delay_queue_not_in_a_worker(harness: HarnessMaker) -> None:
     h = await harness(directory=topology_with(retry_interval="PT1.5S", retries=3))
-    await add_fault(h, kind="http-status", status=503, attempts=2, from_asid=SENDER)
+    await h.add_fault(kind="http-status", status=503, attempts=2, from_asid=SENDER)
     message_id = new_id()
     assert (await h.send(SENDER, ods_code="A80002", message_id=message_id)).status == 202
     delay_queue = h.settings.delay_queue(1500)
@@ -91,7 +86,7 @@ async def test_the_attempt_count_travels_with_the_message(harness: HarnessMaker)
 
 async def test_in_attempts_mode_the_count_includes_the_first_send(harness: HarnessMaker) -> None:
     h = await harness(retry_count_mode="attempts")
-    await add_fault(h, kind="soap-fault", code="206", from_asid=SENDER)
+    await h.add_fault(kind="soap-fault", code="206", from_asid=SENDER)
     message_id = new_id()
     assert (await h.send(SENDER, ods_code="A80002", message_id=message_id)).status == 202
     dead = await h.take(h.settings.dead_letter_queue)
@@ -104,7 +99,7 @@ async def test_a_message_expires_with_its_persist_duration_and_the_sender_is_tol
 ) -> None:
     directory = topology_with(retries=50, retry_interval="PT0.4S", persist_duration="PT2S")
     h = await harness(directory=directory)
-    await add_fault(h, kind="http-status", status=500, from_asid=SENDER)
+    await h.add_fault(kind="http-status", status=500, from_asid=SENDER)
     message_id = new_id()
     before = time.time()
     assert (await h.send(SENDER, ods_code="A80002", message_id=message_id)).status == 202

@@ -48,22 +48,17 @@ def problems_with(line: dict[str, Any], fields: dict[str, str], events: set[str]
     return found
 
 
-async def _set_fault(h: Harness, rule: dict[str, Any]) -> None:
-    async with h.http.post(h.url("spine-proxy") + "/_admin/faults", json=rule) as response:
-        assert response.status == 201, await response.text()
-
-
 @pytest.mark.rabbitmq
 async def test_every_line_the_roles_write_follows_the_schema(
     harness_factory: Any, live_logs: LiveLogs
 ) -> None:
     h: Harness = await harness_factory()
     # Traffic through most paths: retries, faults of each kind, refusals, duplicates, a NACK.
-    await _set_fault(h, {"kind": "latency", "delay": 5, "from_asid": SENDER})
-    await _set_fault(h, {"kind": "soap-fault", "code": "206", "attempts": 1, "from_asid": SENDER})
-    await _set_fault(h, {"kind": "message-error", "from_asid": "918000000003"})
-    await _set_fault(h, {"kind": "duplicate", "from_asid": "918000000004"})
-    await _set_fault(h, {"kind": "drop-ack", "attempts": 1, "from_asid": "918000000005"})
+    await h.add_fault(kind="latency", delay=5, from_asid=SENDER)
+    await h.add_fault(kind="soap-fault", code="206", attempts=1, from_asid=SENDER)
+    await h.add_fault(kind="message-error", from_asid="918000000003")
+    await h.add_fault(kind="duplicate", from_asid="918000000004")
+    await h.add_fault(kind="drop-ack", attempts=1, from_asid="918000000005")
     sent = {
         "918000000001": "A80002",  # latency, then a retried SOAP fault
         "918000000003": "A80002",  # MessageError: rejected, sender told

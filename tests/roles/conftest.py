@@ -123,6 +123,11 @@ class Harness:
             await asyncio.sleep(0.02)
         raise AssertionError(f"nothing arrived on {queue} within {within_s}s")
 
+    async def add_fault(self, **rule: Any) -> None:
+        """Add a fault rule to the Spine proxy (201 expected)."""
+        async with self.http.post(self.url("spine-proxy") + "/_admin/faults", json=rule) as answer:
+            assert answer.status == 201, await answer.text()
+
     async def depth(self, queue: str) -> int:
         await declare_known(self.broker, self.settings, queue)
         return await self.broker.queue_depth(queue)
@@ -162,14 +167,16 @@ async def harness_factory(rabbitmq_url: str, unique: str) -> AsyncIterator[Calla
             extra_inbound: Sequence[str] = (),
             **overrides: object,
         ) -> Harness:
-            settings = Settings(
-                broker_url=None if memory else rabbitmq_url,
-                queue_prefix=f"test-{unique}.",
-                shutdown_timeout_s=3.0,
-                delivery_timeout_s=3.0,
-                forward_timeout_s=2.0,
-                **overrides,  # type: ignore[arg-type]
-            )
+            defaults: dict[str, object] = {
+                "broker_url": None if memory else rabbitmq_url,
+                "queue_prefix": f"test-{unique}.",
+                "shutdown_timeout_s": 3.0,
+                "delivery_timeout_s": 3.0,
+                "forward_timeout_s": 2.0,
+            }
+            # The roles may reach RabbitMQ another way (a faulty link); the harness's own
+            # connection, for looking at queues, goes straight to it.
+            settings = Settings(**{**defaults, **overrides})  # type: ignore[arg-type]
             directory = directory or load_topology()
             cluster = Cluster(settings, directory, ephemeral_ports=True)
             await cluster.start(roles, extra_inbound=extra_inbound)

@@ -50,11 +50,6 @@ async def post(
         return response.status, await response.text(), dict(response.headers)
 
 
-async def add_fault(h: Harness, **rule: Any) -> None:
-    async with h.http.post(h.url("spine-proxy") + "/_admin/faults", json=rule) as response:
-        assert response.status == 201, await response.text()
-
-
 async def until(check: Callable[[], bool], within_s: float = 20.0, what: str = "") -> None:
     deadline = time.monotonic() + within_s
     while not check():

@@ -22,7 +22,6 @@ from .conftest import (
     SCR_REPLY,
     SENDER,
     SPINE,
-    add_fault,
     post,
     until,
 )
@@ -102,7 +101,7 @@ async def test_a_late_reply_times_out_with_500_and_still_reaches_the_instance_qu
     harness_factory: Any,
 ) -> None:
     h = await harness_factory(sync_async_timeout_s=1.0)
-    await add_fault(h, kind="latency", delay=2500, interaction_id=SCR_REPLY)
+    await h.add_fault(kind="latency", delay=2500, interaction_id=SCR_REPLY)
     message_id = new_id()
     status, text, headers = await post(h, h.url("outbound"), message_id=message_id)
     assert status == 500
@@ -121,7 +120,7 @@ async def test_a_late_reply_times_out_with_500_and_still_reaches_the_instance_qu
 
 async def test_a_dropped_reply_times_out_and_nothing_arrives(harness_factory: Any) -> None:
     h = await harness_factory(sync_async_timeout_s=1.0)
-    await add_fault(h, kind="timeout", hold_ms=100, from_asid=SPINE)
+    await h.add_fault(kind="timeout", hold_ms=100, from_asid=SPINE)
     message_id = new_id()
     status, text, _ = await post(h, h.url("outbound"), message_id=message_id)
     assert status == 500
@@ -164,7 +163,7 @@ async def test_a_stopping_replica_answers_and_its_reply_goes_to_the_instance_que
 ) -> None:
     h = await harness_factory(state_url=redis_keys)
     doomed = await replica_factory(h)
-    await add_fault(h, kind="latency", delay=1500, interaction_id=SCR_REPLY)
+    await h.add_fault(kind="latency", delay=1500, interaction_id=SCR_REPLY)
     message_id = new_id()
     held = asyncio.create_task(post(h, doomed.url, message_id=message_id))
     await until(lambda: bool(h.events_for(Event.MESSAGE_AWAITING_REPLY, message_id)), what="held")
@@ -252,7 +251,7 @@ async def test_waiting_is_only_for_sync_async_interactions(harness_factory: Any)
 
 async def test_a_message_id_already_held_is_refused(harness_factory: Any) -> None:
     h = await harness_factory(sync_async_timeout_s=3.0)
-    await add_fault(h, kind="latency", delay=1000, interaction_id=SCR_REPLY)
+    await h.add_fault(kind="latency", delay=1000, interaction_id=SCR_REPLY)
     message_id = new_id()
     first = asyncio.create_task(post(h, h.url("outbound"), message_id=message_id))
     await until(lambda: bool(h.events_for(Event.MESSAGE_AWAITING_REPLY, message_id)), what="held")

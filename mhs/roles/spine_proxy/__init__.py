@@ -26,7 +26,13 @@ from mhs.roles.http.client import client_session
 from mhs.roles.http.limits import TooLarge, read_capped
 from mhs.roles.http.relay import forwarded_headers
 from mhs.roles.spine_proxy.as_spine import answer_as_spine, install_spine
-from mhs.roles.spine_proxy.checking import check, method_not_allowed, refuse, ssp_request
+from mhs.roles.spine_proxy.checking import (
+    check,
+    message_fields,
+    method_not_allowed,
+    refuse,
+    ssp_request,
+)
 from mhs.roles.spine_proxy.faults import apply_faults, install_fault_control
 from mhs.roles.spine_proxy.gpconnect import add_gpconnect_routes
 from mhs.roles.spine_proxy.sync import add_sync_route
@@ -60,14 +66,7 @@ async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
 async def relay(request: web.Request) -> web.StreamResponse:
     """Check one ebXML request as the SSP would, then forward it to the receiver's MHS."""
     ssp = ssp_request(request)
-    fields: dict[str, str | None] = {
-        "message_id": request.headers.get("Message-Id"),
-        "correlation_id": request.headers.get("Correlation-Id"),
-        "interaction_id": ssp.interaction_id,
-        "from_asid": ssp.from_asid,
-        "to_asid": ssp.to_asid,
-        "trace_id": ssp.trace_id,
-    }
+    fields = message_fields(request, ssp)
     refusal = check(request, ssp)
     if refusal is not None:
         return refuse(request, refusal, fields)

@@ -25,6 +25,18 @@ def ssp_request(request: web.Request, fhir: FhirCall | None = None) -> SspReques
     )
 
 
+def message_fields(request: web.Request, ssp: SspRequest) -> dict[str, str | None]:
+    """The log fields of a message the proxy takes, as its headers name it."""
+    return {
+        "message_id": request.headers.get("Message-Id"),
+        "correlation_id": request.headers.get("Correlation-Id"),
+        "interaction_id": ssp.interaction_id,
+        "from_asid": ssp.from_asid,
+        "to_asid": ssp.to_asid,
+        "trace_id": ssp.trace_id,
+    }
+
+
 def check(request: web.Request, ssp: SspRequest) -> Refusal | None:
     """None if Spine would pass ``ssp`` on, else why it refuses it."""
     app = request.app

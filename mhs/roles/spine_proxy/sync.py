@@ -16,7 +16,7 @@ from mhs.ids import new_id
 from mhs.observe.events import Event
 from mhs.roles.common import DIRECTORY, LOG
 from mhs.roles.http.limits import TooLarge, read_capped
-from mhs.roles.spine_proxy.checking import check, refuse, ssp_request
+from mhs.roles.spine_proxy.checking import check, message_fields, refuse, ssp_request
 from mhs.roles.spine_proxy.faults import apply_faults
 from mhs.spine.requests import SPINE_PATHS
 from mhs.spine.responders import answer_payload, asked
@@ -34,14 +34,7 @@ def add_sync_route(app: web.Application) -> None:
 async def answer_sync(request: web.Request) -> web.Response:
     """Check one synchronous request as the SSP would, then answer it as Spine."""
     ssp = ssp_request(request)
-    fields: dict[str, str | None] = {
-        "message_id": request.headers.get("Message-Id"),
-        "correlation_id": request.headers.get("Correlation-Id"),
-        "interaction_id": ssp.interaction_id,
-        "from_asid": ssp.from_asid,
-        "to_asid": ssp.to_asid,
-        "trace_id": ssp.trace_id,
-    }
+    fields = message_fields(request, ssp)
     refusal = check(request, ssp)
     if refusal is not None:
         return refuse(request, refusal, fields)
