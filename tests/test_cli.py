@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import yaml
 
 from mhs.broker import Broker, BrokerError
 from mhs.broker.factory import create_broker
+from tests.ops.conftest import PORT_SETTINGS, free_port
 from tests.rabbitmq import left_behind
 
 MHS = [sys.executable, "-m", "mhs"]
@@ -164,27 +164,11 @@ async def _depth(broker: Broker, queue: str) -> int:
         return 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.mark.rabbitmq
 def test_serve_all_on_moved_ports_delivers_to_both_mhs_and_stops_on_sigterm(
     rabbitmq_url: str, unique: str
 ) -> None:
-    roles = (
-        "OUTBOUND",
-        "SPINE_PROXY",
-        "INBOUND",
-        "WORKER",
-        "GP_PROVIDER",
-        "REMOTE_INBOUND",
-        "SDS",
-    )
-    ports = {name: _free_port() for name in roles}
+    ports = {name: free_port() for name in PORT_SETTINGS}
     # Only the ports move: the endpoints and the proxy URL follow them, no overrides.
     env = {f"MHS_{name}_PORT": str(port) for name, port in ports.items()}
     env.update(

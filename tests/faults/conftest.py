@@ -16,6 +16,7 @@ from mhs.chaos.cluster import ChaosCluster, ChaosConfig
 from mhs.directory import Directory
 from mhs.directory.catalogue import set_reliability
 from mhs.directory.loader import DEFAULT_TOPOLOGY, parse_topology
+from mhs.ebxml import MessageHeader, build_request
 from mhs.messages.records import OutboundRecord
 from mhs.simulate.tally import Observer, Tally
 from tests.roles.conftest import Harness, harness_factory
@@ -55,6 +56,23 @@ def record(
         payload=f'<hl7:{interaction} xmlns:hl7="urn:hl7-org:v3"/>',
         accepted_at=accepted_at,
     )
+
+
+def ebxml(message_id: str, *, duplicate_elimination: bool = True) -> tuple[bytes, str]:
+    """A reliable GP2GP request from A80001 to A80002 as Spine posts it: body, content type."""
+    header = MessageHeader(
+        from_party_id="A80001-0000001",
+        to_party_id="A80002-0000002",
+        cpa_id="S918000000002",
+        conversation_id=message_id,
+        service="urn:nhs:names:services:gp2gp",
+        action="RCMR_IN010000UK05",
+        message_id=message_id,
+        timestamp="2026-01-01T00:00:00Z",
+        duplicate_elimination=duplicate_elimination,
+        ack_requested=True,
+    )
+    return build_request(header, "<x/>")
 
 
 HarnessMaker = Callable[..., Awaitable[Harness]]

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from mhs.ebxml import MessageHeader, build_request, classify_reply
+from mhs.ebxml import classify_reply
 from mhs.ids import new_id
 from mhs.observe.events import Event
 from mhs.roles.common import BROKER
@@ -16,26 +16,10 @@ from mhs.state import StateStore, create_state_store
 from tests.broker.support import eventually
 from tests.roles.conftest import Harness
 
-from .conftest import RECIPIENT, HarnessMaker
+from .conftest import RECIPIENT, HarnessMaker, ebxml
 from .network import Link
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.redis]
-
-
-def ebxml(message_id: str) -> tuple[bytes, str]:
-    header = MessageHeader(
-        from_party_id="A80001-0000001",
-        to_party_id="A80002-0000002",
-        cpa_id="S918000000002",
-        conversation_id=message_id,
-        service="urn:nhs:names:services:gp2gp",
-        action="RCMR_IN010000UK05",
-        message_id=message_id,
-        timestamp="2026-01-01T00:00:00Z",
-        duplicate_elimination=True,
-        ack_requested=True,
-    )
-    return build_request(header, "<x/>")
 
 
 async def post(h: Harness, body: bytes, content_type: str) -> tuple[int, bytes, dict[str, str]]:

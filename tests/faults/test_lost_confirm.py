@@ -13,7 +13,6 @@ from prometheus_client import generate_latest
 
 from mhs.broker import Delivery, OutgoingMessage
 from mhs.chaos.confirm_loss import ConfirmLosingLink
-from mhs.ebxml import MessageHeader, build_request
 from mhs.ids import new_id
 from mhs.messages.instance import POSSIBLE_DUPLICATE
 from mhs.observe.events import Event
@@ -21,7 +20,7 @@ from mhs.observe.metrics import RoleMetrics
 from tests.broker.support import eventually
 from tests.roles.conftest import Harness
 
-from .conftest import RECIPIENT, SENDER, HarnessMaker
+from .conftest import RECIPIENT, SENDER, HarnessMaker, ebxml
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.redis]
 
@@ -35,22 +34,6 @@ async def link(rabbitmq_url: str) -> AsyncIterator[tuple[ConfirmLosingLink, str]
     netloc = f"{parts.username}:{parts.password}@127.0.0.1:{forwarder.port}"
     yield forwarder, urlunsplit(parts._replace(netloc=netloc))
     await forwarder.cut()
-
-
-def ebxml(message_id: str, *, duplicate_elimination: bool = True) -> tuple[bytes, str]:
-    header = MessageHeader(
-        from_party_id="A80001-0000001",
-        to_party_id="A80002-0000002",
-        cpa_id="S918000000002",
-        conversation_id=message_id,
-        service="urn:nhs:names:services:gp2gp",
-        action="RCMR_IN010000UK05",
-        message_id=message_id,
-        timestamp="2026-01-01T00:00:00Z",
-        duplicate_elimination=duplicate_elimination,
-        ack_requested=True,
-    )
-    return build_request(header, "<x/>")
 
 
 async def post(h: Harness, body: bytes, content_type: str) -> tuple[int, bytes]:

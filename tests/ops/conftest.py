@@ -152,6 +152,18 @@ MHS = [sys.executable, "-m", "mhs"]
 ROOT = Path(__file__).parents[2]
 
 
+# Every MHS_<NAME>_PORT setting `serve all` listens on.
+PORT_SETTINGS = (
+    "OUTBOUND",
+    "SPINE_PROXY",
+    "INBOUND",
+    "WORKER",
+    "GP_PROVIDER",
+    "REMOTE_INBOUND",
+    "SDS",
+)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -203,18 +215,7 @@ class Served:
 @pytest.fixture(scope="module")
 def served(rabbitmq_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     token = uuid.uuid4().hex[:12]
-    ports = {
-        name: str(free_port())
-        for name in (
-            "OUTBOUND",
-            "SPINE_PROXY",
-            "INBOUND",
-            "WORKER",
-            "GP_PROVIDER",
-            "REMOTE_INBOUND",
-            "SDS",
-        )
-    }
+    ports = {name: str(free_port()) for name in PORT_SETTINGS}
     env = {f"MHS_{name}_PORT": port for name, port in ports.items()}
     env.update(
         MHS_BROKER_URL=rabbitmq_url,
