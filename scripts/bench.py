@@ -637,7 +637,7 @@ async def _cluster(
             )
     finally:
         if not was_up:
-            await asyncio.to_thread(rabbit_cluster.stop, nodes, remove=False)
+            await asyncio.to_thread(rabbit_cluster.stop, nodes, remove=True)
     figures["cluster_cost"] = _ratio(
         figures["cluster_1_worker"]["product_mps"], figures["one_node_1_worker"]["product_mps"]
     )

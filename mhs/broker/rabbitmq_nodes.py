@@ -9,6 +9,7 @@ role whose node stopped is back on a surviving one within a few intervals.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
 from typing import cast
 
@@ -22,13 +23,15 @@ from mhs.settings import redact_url
 
 
 class Nodes:
-    """The URLs to connect to, in turn, starting with the first."""
+    """The URLs to connect to, in turn, starting with a random one: roles spread their
+    connections over the nodes, and with them the leaders of the quorum queues they declare
+    (RabbitMQ puts a new queue's leader on the declaring client's node)."""
 
     def __init__(self, url: str) -> None:
         self.urls = [part.strip() for part in url.split(",") if part.strip()]
         if not self.urls:
             raise ValueError("no broker URL given")
-        self._turn = 0
+        self._turn = random.randrange(len(self.urls))  # noqa: S311 - spreading, not secrecy
 
     @property
     def current(self) -> str:

@@ -6,10 +6,11 @@ import asyncio
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from mhs.chaos import rabbit_cluster
 from mhs.chaos.cluster import ChaosConfig
 from mhs.chaos.rabbit import RabbitCtlError, rabbitmqctl
 from mhs.chaos.run import PHASES, ChaosOptions, chaos
@@ -30,8 +31,16 @@ def main(  # noqa: PLR0917 - Typer reads the options from the parameters
         str, typer.Option(help="Redis URL", envvar="MHS_TEST_REDIS_URL")
     ] = "redis://127.0.0.1:6379/0",
     phases: Annotated[
-        str, typer.Option(help=f"comma-separated, from: {', '.join(PHASES)}")
-    ] = ",".join(PHASES),
+        str | None,
+        typer.Option(
+            help=f"comma-separated, from: {', '.join(PHASES)} (default: all but node-loss; "
+            "with --cluster, node-loss)"
+        ),
+    ] = None,
+    cluster: Annotated[
+        bool,
+        typer.Option(help="run on a three-node RabbitMQ cluster (scripts/cluster)"),
+    ] = False,
     send_seconds: Annotated[float, typer.Option(help="how long each phase sends", min=1)] = 5.0,
     workers: Annotated[int, typer.Option(help="worker processes", min=1)] = 2,
     keep_logs: Annotated[bool, typer.Option(help="keep the roles' logs after a good run")] = False,
@@ -45,16 +54,26 @@ def main(  # noqa: PLR0917 - Typer reads the options from the parameters
     except RabbitCtlError as error:
         typer.echo(f"chaos needs rabbitmqctl to close connections: {error}", err=True)
         raise typer.Exit(2) from None
-    workdir = Path(tempfile.mkdtemp(prefix="mhs-chaos-"))
-    config = ChaosConfig(broker_url=broker, state_url=state, workdir=workdir, workers=workers)
+    config = _config(broker, state, workers, cluster=cluster)
+    chosen = phases or ("node-loss" if cluster else ",".join(PHASES[:-1]))
     options = ChaosOptions(
         messages=messages,
-        phases=tuple(p.strip() for p in phases.split(",") if p.strip()),
+        phases=tuple(p.strip() for p in chosen.split(",") if p.strip()),
         send_seconds=send_seconds,
     )
+    summary = _run(config, options, quiet=json_output, keep_logs=keep_logs)
+    print_json(summary)
+    raise typer.Exit(0 if summary["ok"] else 1)
+
+
+def _run(
+    config: ChaosConfig, options: ChaosOptions, *, quiet: bool, keep_logs: bool
+) -> dict[str, Any]:
+    """The run's summary; its logs are kept only for a failed run or with ``keep_logs``."""
+    workdir = config.workdir
 
     def say(line: str) -> None:
-        if not json_output:
+        if not quiet:
             typer.echo(line, err=True)
 
     try:
@@ -70,8 +89,30 @@ def main(  # noqa: PLR0917 - Typer reads the options from the parameters
     if summary["ok"] and not keep_logs:
         shutil.rmtree(workdir, ignore_errors=True)
         summary["logs"] = None
-    print_json(summary)
-    raise typer.Exit(0 if summary["ok"] else 1)
+    return summary
+
+
+def _config(broker: str, state: str, workers: int, *, cluster: bool) -> ChaosConfig:
+    """Where the run goes: RabbitMQ at ``broker``, or with ``cluster`` the three-node cluster
+    (started if down); its logs in a new temporary folder."""
+    nodes = _cluster_nodes() if cluster else []
+    return ChaosConfig(
+        broker_url=rabbit_cluster.broker_url(nodes) if nodes else broker,
+        state_url=state,
+        workdir=Path(tempfile.mkdtemp(prefix="mhs-chaos-")),
+        workers=workers,
+        rabbit_nodes=nodes,
+    )
+
+
+def _cluster_nodes() -> list[rabbit_cluster.Node]:
+    nodes = rabbit_cluster.nodes(3)
+    try:
+        rabbit_cluster.start(nodes)
+    except rabbit_cluster.ClusterError as error:
+        typer.echo(f"chaos --cluster: {error}", err=True)
+        raise typer.Exit(2) from None
+    return nodes
 
 
 app()

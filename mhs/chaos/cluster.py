@@ -27,6 +27,7 @@ from mhs.broker import Broker
 from mhs.chaos.confirm_loss import ConfirmLosingLink
 from mhs.chaos.processes import RoleProcess, free_port
 from mhs.chaos.rabbit import close_connections
+from mhs.chaos.rabbit_cluster import Node
 from mhs.chaos.tap import Tap
 from mhs.directory import Directory, load_topology
 from mhs.directory.catalogue import set_reliability
@@ -68,6 +69,8 @@ class ChaosConfig:
     prefetch: int = 32
     env: dict[str, str] = field(default_factory=dict)
     lose_confirms: bool = False
+    # The RabbitMQ cluster's nodes when broker_url names one (scripts/cluster): node-loss.
+    rabbit_nodes: list[Node] = field(default_factory=list)
 
     @property
     def queue_prefix(self) -> str:

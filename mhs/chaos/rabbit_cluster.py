@@ -9,6 +9,7 @@ its Erlang cookie, and the second and later nodes join the first.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ DEFAULT_DIR = Path(tempfile.gettempdir()) / "mhs-cluster"
 DEFAULT_BASE_PORT = 5681
 DIST_PORT_OFFSET = 20000
 START_TIMEOUT_S = 60
+CTL_TIMEOUT_S = 60
 
 
 class ClusterError(Exception):
@@ -78,13 +80,20 @@ def _as_rabbitmq(args: list[str]) -> list[str]:
 
 
 def _run(node: Node, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(  # noqa: S603 - fixed executable, arguments are ours
-        _as_rabbitmq(["rabbitmqctl", "-q", "-n", node.name, *args]),
-        env=node.env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    try:
+        result = subprocess.run(  # noqa: S603 - fixed executable, arguments are ours
+            _as_rabbitmq(["rabbitmqctl", "-q", "-n", node.name, *args]),
+            env=node.env(),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=CTL_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        raise ClusterError(
+            f"rabbitmqctl -n {node.name} {' '.join(args)} did not answer within "
+            f"{CTL_TIMEOUT_S} s: see {node.home / 'log'}"
+        ) from None
     if check and result.returncode != 0:
         raise ClusterError(f"rabbitmqctl -n {node.name} {' '.join(args)}: {result.stderr.strip()}")
     return result
@@ -113,13 +122,17 @@ def _prepare(node: Node) -> None:
             shutil.chown(path, "rabbitmq", "rabbitmq")
 
 
-def start_node(node: Node) -> None:
-    """Start ``node`` (detached) and wait until it runs."""
+def _launch(node: Node) -> None:
     if shutil.which("rabbitmq-server") is None:
         raise ClusterError("rabbitmq-server is not installed: apt-get install rabbitmq-server")
     _prepare(node)
     command = _as_rabbitmq(["rabbitmq-server", "-detached"])
     subprocess.run(command, env=node.env(), check=True)  # noqa: S603 - fixed executable
+
+
+def start_node(node: Node) -> None:
+    """Start ``node`` (detached) and wait until it runs."""
+    _launch(node)
     _await(node)
 
 
@@ -136,9 +149,13 @@ def _await(node: Node) -> None:
 def start(cluster: list[Node]) -> None:
     """Start every node that is not running and join the later ones to the first."""
     first = cluster[0]
-    for node in cluster:
-        if not running(node):
-            start_node(node)
+    down = [node for node in cluster if not running(node)]
+    # All at once: a node that was not the last of its cluster to stop waits for its peers
+    # before it finishes starting.
+    for node in down:
+        _launch(node)
+    for node in down:
+        _await(node)
     members = set(members_of(first))
     for node in cluster[1:]:
         if node.name not in members:
@@ -159,6 +176,22 @@ def members_of(node: Node) -> list[str]:
     return sorted(status.get("running_nodes", []))
 
 
+def leaders(cluster: list[Node], prefix: str) -> dict[str, Node]:
+    """Queue name -> the node leading it, for the quorum queues whose names start with
+    ``prefix``, as the first running node sees them."""
+    asking = next((node for node in cluster if running(node)), None)
+    if asking is None:
+        raise ClusterError("no node of the cluster runs")
+    answer = _run(asking, "list_queues", "name", "leader", "--formatter", "json")
+    listing = json.loads(answer.stdout)
+    by_name = {node.name: node for node in cluster}
+    return {
+        queue["name"]: by_name[queue["leader"]]
+        for queue in listing
+        if queue["name"].startswith(prefix) and queue.get("leader") in by_name
+    }
+
+
 def pause(node: Node) -> None:
     """Stop RabbitMQ on ``node`` but keep its Erlang node up (``stop_app``): its clients are
     cut off and its queue replicas go down, as when the node fails; ``resume`` brings it back
@@ -173,7 +206,8 @@ def resume(node: Node) -> None:
 
 def stop_node(node: Node) -> None:
     """Stop ``node`` (its data stays: it rejoins when started again)."""
-    _run(node, "stop", check=False)
+    with contextlib.suppress(ClusterError):
+        _run(node, "stop", check=False)
 
 
 def stop(cluster: list[Node], *, remove: bool) -> None:

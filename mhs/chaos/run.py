@@ -19,10 +19,12 @@ from typing import Any
 import aiohttp
 
 from mhs.broker.factory import create_broker
-from mhs.chaos.cluster import EXHAUSTING, EXPIRING, ChaosCluster, ChaosConfig
+from mhs.chaos.cluster import ChaosCluster, ChaosConfig
+from mhs.chaos.doomed import Doomed
+from mhs.chaos.node_loss import node_loss
 from mhs.chaos.summary import observed, succeeded, summarise
 from mhs.chaos.tap import TapFaults
-from mhs.directory import Directory, Party
+from mhs.directory import Directory
 from mhs.simulate.plan import Planned, plan_traffic
 from mhs.simulate.tally import Observer, Tally
 
@@ -34,6 +36,7 @@ PHASES = (
     "duplicates",
     "lost-confirms",
     "all-together",
+    "node-loss",
 )
 # Which faults each phase injects.
 FAULTS: dict[str, frozenset[str]] = {
@@ -44,6 +47,8 @@ FAULTS: dict[str, frozenset[str]] = {
     "duplicates": frozenset({"duplicates"}),
     "lost-confirms": frozenset({"confirms"}),
     "all-together": frozenset({"kills", "closes", "proxy", "outage", "duplicates", "confirms"}),
+    # Only on a RabbitMQ cluster (--cluster): not one of the default phases.
+    "node-loss": frozenset({"nodes"}),
 }
 PROXY_FAULTS: list[dict[str, Any]] = [
     {"kind": "http-status", "status": 500, "rate": 0.06, "attempts": 1},
@@ -59,7 +64,7 @@ class ChaosOptions:
     """How much traffic, and how hard to hit it."""
 
     messages: int = 600
-    phases: tuple[str, ...] = PHASES
+    phases: tuple[str, ...] = PHASES[:-1]
     send_seconds: float = 5.0
     concurrency: int = 32
     kills: int = 3
@@ -71,50 +76,6 @@ class ChaosOptions:
     kill_latency_s: float = 0.3
     settle_timeout_s: float = 120.0
     seed: int = 1
-
-
-@dataclass
-class Doomed:
-    """Traffic the always-on proxy faults of the proxy phases can never get through."""
-
-    expiring_to: Party
-    exhausting_to: Party
-    rules: list[dict[str, Any]] = field(default_factory=list)
-
-    @classmethod
-    def pick(cls, directory: Directory) -> Doomed:
-        hosted = [p for p in directory.parties if p.hosted]
-        expiring, exhausting = hosted[4], hosted[5]
-        return cls(
-            expiring,
-            exhausting,
-            [
-                {
-                    "kind": "http-status",
-                    "status": 503,
-                    "to_asid": expiring.asid,
-                    "interaction_id": EXPIRING,
-                },
-                {
-                    "kind": "soap-fault",
-                    "code": "206",
-                    "to_asid": exhausting.asid,
-                    "interaction_id": EXHAUSTING,
-                },
-            ],
-        )
-
-    def expect(self, planned: Planned, *, active: bool) -> str:
-        if planned.expect == "reject":
-            return "rejected"
-        if not active:
-            return "delivered"
-        to, interaction = planned.recipient.asid, planned.interaction_id
-        if (to, interaction) == (self.expiring_to.asid, EXPIRING):
-            return "expired"
-        if (to, interaction) == (self.exhausting_to.asid, EXHAUSTING):
-            return "dead-lettered"
-        return "delivered"
 
 
 @dataclass
@@ -167,6 +128,8 @@ class Run:
         self.doomed = Doomed.pick(cluster.directory)
         self.expected: dict[str, str] = {}
         self.injected: Counter[str] = Counter()
+        # node-loss: each role process's longest time not ready.
+        self.not_ready_s: dict[str, float] = {}
 
     def outage_s(self) -> float:
         if self.options.outage_s is not None:
@@ -204,6 +167,8 @@ class Run:
             actions.append(self._outage(started))
         if "confirms" in faults:
             actions.append(self._lose_confirms(started))
+        if "nodes" in faults:
+            actions.append(self._lose_nodes(started, planned))
         await asyncio.gather(*actions)
         tap.faults = TapFaults()
         sent = [p.message_id for p in planned if p.message_id in self.tally.accepted]
@@ -211,6 +176,8 @@ class Run:
         if "proxy" in faults:
             await self.cluster.clear_proxy_faults()
         outcome = summarise([p.message_id for p in planned], self.tally, self.expected)
+        if "nodes" in faults:
+            outcome["not_ready_s"] = self.not_ready_s
         outcome.update(
             phase=name,
             seconds=round(time.monotonic() - started, 1),
@@ -278,6 +245,16 @@ class Run:
         link.disarm()
         self.injected["confirms_lost"] = link.lost
 
+    async def _lose_nodes(self, started: float, planned: list[Planned]) -> None:
+        settings = self.cluster.settings
+        busiest = Counter(p.recipient.asid for p in planned).most_common(1)[0][0]
+        queues = (settings.outbound_queue, settings.inbound_queue(busiest))
+        stopped, self.not_ready_s = await node_loss(
+            list(self.cluster.processes.values()), self.cluster.config.rabbit_nodes, queues,
+            at=lambda fraction: self._at(started, fraction), hold_s=5.0, log=self.log,
+        )  # fmt: skip
+        self.injected["nodes_stopped"] += stopped
+
     async def _outage(self, started: float) -> None:
         await self._at(started, 0.3)
         replicas = self.cluster.named("inbound")
@@ -298,6 +275,8 @@ async def chaos(
     unknown = set(options.phases) - set(PHASES)
     if unknown:
         raise ValueError(f"unknown phases {sorted(unknown)}: choose from {', '.join(PHASES)}")
+    if "node-loss" in options.phases and not config.rabbit_nodes:
+        raise ValueError("the node-loss phase runs on a RabbitMQ cluster: add --cluster")
     config.lose_confirms = any("confirms" in FAULTS[name] for name in options.phases)
     cluster = ChaosCluster(config)
     directory = cluster.directory

@@ -63,5 +63,11 @@ def _print(summary: dict[str, object]) -> None:
             f"{row['wrong_originating_organisation']:>14}"
         )
     for kind, row in kinds.items():
+        pds = row["pds_queries"]
+        out.print(
+            f"  {kind:<8}PDS queries through Spine: {pds.get('sent', 0)} sent, "
+            f"{pds.get('answered_to_sender', 0)} answered to the system that asked"
+        )
+    for kind, row in kinds.items():
         for reason, count in row["refusal_reasons"].items():
             out.print(f"    {kind:<8}{count:>6}  {reason}")

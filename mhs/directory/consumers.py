@@ -1,9 +1,10 @@
 """The default topology's other consumer kinds: a CMA system, a TIE and two portals.
 
 They are GP Connect consumers of the datacentre's practices, hosted here (each has a
-credential) so testers can send as them. Their inbound endpoints are illustrative: they are
-accredited for GP Connect only, so no ebXML message is ever delivered to them, and they sit
-on no local port that ``serve all`` would have to open.
+credential) so testers can send as them, and they query PDS through Spine synchronously.
+Their inbound endpoints are illustrative: accredited for GP Connect and the synchronous PDS
+query only, they are never sent an ebXML message, and they sit on no local port that
+``serve all`` would have to open.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from mhs.gpconnect.interactions import GPCONNECT_INTERACTIONS
 CMA_ODS = "C80001"
 TIE_ODS = "R8T01"
 HOST_PORTAL = ("P80001", ("P80002", "P80003"))
+# Spine's synchronous PDS retrieval: answered in the same exchange, it needs no endpoint.
+PDS_QUERY = "QUPA_IN040000UK32"
 ORG_PORTAL = ("Q80001", ("Q80002", "Q80003"))
 # Each kind shares data with some datacentre practices and not with the rest (A80009-A80024
 # and the remote MHS's practices), so every kind has allowed and refused pairs.
@@ -36,7 +39,7 @@ def _instance(name: str, ods: str, asid: str, *, party_key: bool = True) -> dict
     if party_key:
         instance["party_key"] = f"{ods}-{asid[-7:]}"
     instance["credential"] = f"dev-{secret}"
-    instance["interactions"] = list(GPCONNECT_INTERACTIONS)
+    instance["interactions"] = [*GPCONNECT_INTERACTIONS, PDS_QUERY]
     return instance
 
 

@@ -32,7 +32,9 @@ class KindShot:
     expect: Expectation
 
 
-def _consumers(directory: Directory, kind: str) -> list[Party]:
+def consumers(directory: Directory, kind: str) -> list[Party]:
+    """The consumer systems of ``kind`` that take part: every one, but four datacentre
+    practices of ``mhs``."""
     found = [
         p
         for p in directory.parties
@@ -58,7 +60,7 @@ def plan_kinds(directory: Directory, kinds: tuple[str, ...] = KINDS) -> list[Kin
     providers = [p for p in directory.parties if p.gpconnect_endpoint is not None]
     shots: list[KindShot] = []
     for kind in kinds:
-        for sender in _consumers(directory, kind):
+        for sender in consumers(directory, kind):
             for provider in providers:
                 if provider.asid == sender.asid:
                     continue

@@ -1,7 +1,8 @@
 """``mhs simulate --topology-kind``: GP Connect requests from each consumer kind through the
 outbound MHS, the Spine proxy and the provider, counted per kind against the directory's
 expectations and the provider's audit trail. Consumers find each provider's ASID in the
-SDS simulator first (the ``sds`` role), as real ones must, and send it as ``Ssp-To``."""
+SDS simulator first (the ``sds`` role), as real ones must, and send it as ``Ssp-To``. Each
+consumer system also queries PDS through Spine (mhs.simulate.kind_messages)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from mhs.messages.queues import namespace_queues
 from mhs.provider.records import patients_of
 from mhs.runner import Cluster, RoleName
 from mhs.settings import Settings
+from mhs.simulate.kind_messages import pds_queries
 from mhs.simulate.kind_plan import METADATA, KindShot, plan_kinds
 from mhs.simulate.sds_lookup import ProviderRoute, SdsLookupFailed, find_provider
 from mhs.ssp.consumer_jwt import consumer_jwt
@@ -204,6 +206,7 @@ async def simulate_kinds(
 
                 sent = await asyncio.gather(*(one(n, s) for n, s in enumerate(shots)))
                 audit = await _audit(session, cluster.urls["gp-provider"])
+                pds = await pds_queries(session, cluster.urls["outbound"], directory, kinds)
         finally:
             await _remove_queues(settings, directory, cluster)
             await cluster.stop()
@@ -211,7 +214,11 @@ async def simulate_kinds(
     return {
         "sds_lookups": len(routes),
         "sds_unanswered": sum(isinstance(route, str) for route in routes.values()),
-        "kinds": {kind: per_kind[kind].as_dict() for kind in kinds if kind in per_kind},
+        "kinds": {
+            kind: {**per_kind[kind].as_dict(), "pds_queries": pds.get(kind, {})}
+            for kind in kinds
+            if kind in per_kind
+        },
     }
 
 
@@ -228,11 +235,14 @@ async def _remove_queues(settings: Settings, directory: Directory, cluster: Clus
 
 
 def kinds_succeeded(summary: dict[str, Any]) -> bool:
-    """Every request ended as the directory says, each accepted one was audited, and no
-    audit entry names the wrong originating organisation or practitioner."""
+    """Every request ended as the directory says, each accepted one was audited, no audit
+    entry names the wrong originating organisation or practitioner, and every PDS query was
+    answered, to the system that asked."""
     return all(
         k["unexpected_outcomes"] == 0
         and k["wrong_originating_organisation"] == 0
         and k["audited"] == k["accepted"]
+        and k.get("pds_queries", {}).get("answered_to_sender")
+        == k.get("pds_queries", {}).get("sent")
         for k in summary["kinds"].values()
     )

@@ -28,8 +28,8 @@ def cluster() -> Iterator[list[Node]]:
     except rabbit_cluster.ClusterError as error:
         pytest.fail(f"the test cluster would not start: {error}")
     yield nodes
-    # Stopped, not removed: the next run starts the same nodes, already joined.
-    rabbit_cluster.stop(nodes, remove=False)
+    # Removed too: every run starts from a fresh cluster, whatever the last one left.
+    rabbit_cluster.stop(nodes, remove=True)
 
 
 @pytest.fixture

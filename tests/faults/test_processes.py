@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import pytest
 
+from mhs.chaos import rabbit_cluster
 from mhs.chaos.cluster import ChaosConfig
 from mhs.chaos.processes import RoleProcess
 from mhs.chaos.rabbit import connections
@@ -210,3 +211,35 @@ async def test_a_short_chaos_run_through_every_fault_keeps_every_invariant(
     assert set(summary["graceful_exit_codes"].values()) == {0}
     # Nothing of the run is left on the broker but the replicas' reply queues, which expire.
     assert left_behind(config.queue_prefix) == []
+
+
+@pytest.mark.timeout(420)
+async def test_losing_rabbitmq_nodes_mid_load_loses_nothing(
+    redis_url: str, tmp_path: Path, unique: str
+) -> None:
+    """Every role on a three-node cluster; the node leading the outbound queue stops for 5 s,
+    then the one leading the busiest instance queue: nothing lost or duplicated, and every
+    role's readiness was watched throughout."""
+    nodes = rabbit_cluster.nodes(3)
+    await asyncio.to_thread(rabbit_cluster.start, nodes)
+    try:
+        config = ChaosConfig(
+            rabbit_cluster.broker_url(nodes),
+            redis_url,
+            workdir=tmp_path / "chaos",
+            run_id=unique,
+            rabbit_nodes=nodes,
+        )
+        summary = await chaos(
+            config,
+            ChaosOptions(
+                messages=150, phases=("node-loss",), send_seconds=12.0, settle_timeout_s=90
+            ),
+        )
+    finally:
+        await asyncio.to_thread(rabbit_cluster.stop, nodes, remove=True)
+    assert summary["ok"], summary
+    assert (summary["lost"], summary["duplicates"], summary["accepted"]) == (0, 0, 150)
+    assert summary["injected"]["nodes_stopped"] == 2
+    [phase] = summary["phases"]
+    assert set(phase["not_ready_s"]) >= {"outbound", "spine-proxy", "worker-1", "inbound-1"}

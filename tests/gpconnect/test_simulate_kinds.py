@@ -34,6 +34,13 @@ async def test_every_kind_is_allowed_refused_and_audited_as_its_originating_orga
     # portals' for each member and one outsider too. Accepted: the pairs that agree.
     counts = {kind: (row["sent"], row["accepted"]) for kind, row in kinds.items()}
     assert counts == {"mhs": (92, 28), "cma": (24, 1), "tie": (72, 3), "portal": (384, 6)}
+    # Messaging too: each consumer system queried PDS through Spine (sync), and each answer
+    # came back to the very system that asked (the TIE's three, the portals' four).
+    pds = {kind: row["pds_queries"] for kind, row in kinds.items()}
+    assert pds == {
+        kind: {"sent": n, "answered": n, "answered_to_sender": n}
+        for kind, n in (("mhs", 4), ("cma", 1), ("tie", 3), ("portal", 4))
+    }
     for row in kinds.values():
         assert row["audited"] == row["accepted"]
         assert row["wrong_originating_organisation"] == 0
@@ -66,6 +73,19 @@ def test_an_audit_entry_naming_the_wrong_organisation_or_practitioner_is_counted
     assert (tally.wrong_origin, tally.audited, tally.accepted) == (2, len(sent) - 1, len(sent))
     summary = {"kinds": {"portal": tally.as_dict()}}
     assert not kinds_succeeded(summary)
+
+
+def test_a_pds_answer_that_did_not_reach_the_system_that_asked_fails_the_run() -> None:
+    row = {
+        "unexpected_outcomes": 0,
+        "wrong_originating_organisation": 0,
+        "audited": 1,
+        "accepted": 1,
+        "pds_queries": {"sent": 3, "answered": 3, "answered_to_sender": 3},
+    }
+    assert kinds_succeeded({"kinds": {"tie": row}})
+    row["pds_queries"] = {"sent": 3, "answered": 3, "answered_to_sender": 2}
+    assert not kinds_succeeded({"kinds": {"tie": row}})
 
 
 def test_the_plan_expects_what_the_directory_says() -> None:

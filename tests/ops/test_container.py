@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import pytest
@@ -411,3 +412,29 @@ def test_the_image_healthcheck_checks_only_what_serve_started(tmp_path: Path) ->
             process.wait()
     assert not (tmp_path / "serve.json").exists()
     assert _mhs(env, *probe).returncode == 1
+
+
+def test_the_cluster_override_puts_every_broker_user_on_all_three_nodes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docker/compose.cluster.yaml: three nodes that name each other and share a cookie, and
+    every role that uses the broker (the others have no broker to move) given all three."""
+    cluster = yaml.safe_load((ROOT / "docker/compose.cluster.yaml").read_text())
+    nodes = {name: s for name, s in cluster["services"].items() if name.startswith("rabbitmq")}
+    assert set(nodes) == {"rabbitmq", "rabbitmq-2", "rabbitmq-3"}
+    discovery = (ROOT / "docker/rabbitmq-cluster.conf").read_text()
+    for name, node in nodes.items():
+        assert node["hostname"] == name
+        assert f"= rabbit@{name}\n" in discovery
+        assert "./rabbitmq-cluster.conf:/etc/rabbitmq/conf.d/20-cluster.conf:ro" in node["volumes"]
+    assert len({str(sorted(n["environment"].items())) for n in nodes.values()}) == 1
+    users = {
+        name for name, s in SERVICES.items() if s["command"][1] in ("inbound", "worker", "outbound")
+    }
+    assert users == {name for name in cluster["services"] if not name.startswith("rabbitmq")}
+    for name in users:
+        url = cluster["services"][name]["environment"]["MHS_BROKER_URL"]
+        monkeypatch.setenv("MHS_BROKER_URL", url)
+        assert Settings().broker_url == url
+        assert {urlsplit(part).hostname for part in url.split(",")} == set(nodes)
+        assert set(cluster["services"][name]["depends_on"]) >= set(nodes)
