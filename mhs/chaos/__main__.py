@@ -49,18 +49,14 @@ def main(  # noqa: PLR0917 - Typer reads the options from the parameters
     """Run every role as a process, send MESSAGES through each fault alone and then all
     together, and count what arrived. Exits 1 if anything was lost, or delivered twice
     without the mhs-possible-duplicate flag."""
+    chosen = _chosen_phases(phases, cluster=cluster)
     try:
         asyncio.run(rabbitmqctl("status"))
     except RabbitCtlError as error:
         typer.echo(f"chaos needs rabbitmqctl to close connections: {error}", err=True)
         raise typer.Exit(2) from None
     config = _config(broker, state, workers, cluster=cluster)
-    chosen = phases or ("node-loss" if cluster else ",".join(PHASES[:-1]))
-    options = ChaosOptions(
-        messages=messages,
-        phases=tuple(p.strip() for p in chosen.split(",") if p.strip()),
-        send_seconds=send_seconds,
-    )
+    options = ChaosOptions(messages=messages, phases=chosen, send_seconds=send_seconds)
     summary = _run(config, options, quiet=json_output, keep_logs=keep_logs)
     print_json(summary)
     raise typer.Exit(0 if summary["ok"] else 1)
@@ -90,6 +86,22 @@ def _run(
         shutil.rmtree(workdir, ignore_errors=True)
         summary["logs"] = None
     return summary
+
+
+def _chosen_phases(phases: str | None, *, cluster: bool) -> tuple[str, ...]:
+    """The phases asked for (all but node-loss, or with ``cluster`` node-loss); a name that
+    is not a phase, or node-loss without ``cluster``, ends the command with one line."""
+    chosen = phases or ("node-loss" if cluster else ",".join(PHASES[:-1]))
+    names = tuple(p.strip() for p in chosen.split(",") if p.strip())
+    unknown = sorted(set(names) - set(PHASES))
+    if unknown:
+        choices = ", ".join(PHASES)
+        typer.echo(f"chaos: unknown phase {unknown[0]!r}: choose from {choices}", err=True)
+        raise typer.Exit(2)
+    if "node-loss" in names and not cluster:
+        typer.echo("chaos: the node-loss phase runs on a RabbitMQ cluster: add --cluster", err=True)
+        raise typer.Exit(2)
+    return names
 
 
 def _config(broker: str, state: str, workers: int, *, cluster: bool) -> ChaosConfig:

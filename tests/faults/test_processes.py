@@ -5,6 +5,8 @@ the inbound MHS down, and a short chaos run through every fault."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -243,3 +245,23 @@ async def test_losing_rabbitmq_nodes_mid_load_loses_nothing(
     assert summary["injected"]["nodes_stopped"] == 2
     [phase] = summary["phases"]
     assert set(phase["not_ready_s"]) >= {"outbound", "spine-proxy", "worker-1", "inbound-1"}
+
+
+@pytest.mark.parametrize(
+    ("phases", "line"),
+    [
+        ("nodeloss", "chaos: unknown phase 'nodeloss': choose from worker-kills,"),
+        ("node-loss", "chaos: the node-loss phase runs on a RabbitMQ cluster: add --cluster"),
+    ],
+)
+def test_a_phase_chaos_cannot_run_is_one_line_and_exit_2(phases: str, line: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "mhs.chaos", "--phases", phases],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith(line)
+    assert len(done.stderr.strip().splitlines()) == 1
