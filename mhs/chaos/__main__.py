@@ -13,7 +13,7 @@ import typer
 from mhs.chaos import rabbit_cluster
 from mhs.chaos.cluster import ChaosConfig
 from mhs.chaos.rabbit import RabbitCtlError, rabbitmqctl
-from mhs.chaos.run import PHASES, ChaosOptions, chaos
+from mhs.chaos.run import DEFAULT_PHASES, PHASES, ChaosOptions, chaos
 from mhs.cli.common import print_json
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -91,7 +91,7 @@ def _run(
 def _chosen_phases(phases: str | None, *, cluster: bool) -> tuple[str, ...]:
     """The phases asked for (all but node-loss, or with ``cluster`` node-loss); a name that
     is not a phase, or node-loss without ``cluster``, ends the command with one line."""
-    chosen = phases or ("node-loss" if cluster else ",".join(PHASES[:-1]))
+    chosen = phases or ("node-loss" if cluster else ",".join(DEFAULT_PHASES))
     names = tuple(p.strip() for p in chosen.split(",") if p.strip())
     unknown = sorted(set(names) - set(PHASES))
     if unknown:
@@ -100,6 +100,11 @@ def _chosen_phases(phases: str | None, *, cluster: bool) -> tuple[str, ...]:
         raise typer.Exit(2)
     if "node-loss" in names and not cluster:
         typer.echo("chaos: the node-loss phase runs on a RabbitMQ cluster: add --cluster", err=True)
+        raise typer.Exit(2)
+    if cluster and set(names) != {"node-loss"}:
+        # The other phases' levers (rabbitmqctl closes, the confirm-loss forwarder) reach
+        # only the service node.
+        typer.echo("chaos: with --cluster, only the node-loss phase runs", err=True)
         raise typer.Exit(2)
     return names
 

@@ -52,10 +52,7 @@ async def watch_readiness(
         while not stop.is_set():
             now = time.monotonic()
             for process in processes:
-                ready = False
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    async with session.get(process.ready_url) as response:
-                        ready = response.status == 200
+                ready = await process.ready(session)
                 readiness.saw(process.name, ready, now)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), POLL_S)

@@ -130,12 +130,6 @@ def _launch(node: Node) -> None:
     subprocess.run(command, env=node.env(), check=True)  # noqa: S603 - fixed executable
 
 
-def start_node(node: Node) -> None:
-    """Start ``node`` (detached) and wait until it runs."""
-    _launch(node)
-    _await(node)
-
-
 def _await(node: Node) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while _run(node, "await_startup", "--timeout", "5", check=False).returncode != 0:

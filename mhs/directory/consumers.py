@@ -32,13 +32,17 @@ AGREEMENTS = (
 )
 
 
+def dev_credential(key: str) -> str:
+    """The packaged topology's credential for ``key``: deterministic, so the default file is
+    reproducible; for development only."""
+    return "dev-" + hashlib.sha256(f"mhs-simulator:{key}".encode()).hexdigest()[:32]
+
+
 def _instance(name: str, ods: str, asid: str, *, party_key: bool = True) -> dict[str, Any]:
-    # Deterministic credentials, so the default file is reproducible; development only.
-    secret = hashlib.sha256(f"mhs-simulator:{asid}".encode()).hexdigest()[:32]
     instance: dict[str, Any] = {"name": name, "ods_code": ods, "asid": asid}
     if party_key:
         instance["party_key"] = f"{ods}-{asid[-7:]}"
-    instance["credential"] = f"dev-{secret}"
+    instance["credential"] = dev_credential(asid)
     instance["interactions"] = [*GPCONNECT_INTERACTIONS, PDS_QUERY]
     return instance
 

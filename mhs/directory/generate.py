@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import yaml
 
 from mhs.directory.catalogue import CATALOGUE, SPINE
-from mhs.directory.consumers import AGREEMENTS, consumer_kinds
+from mhs.directory.consumers import AGREEMENTS, consumer_kinds, dev_credential
 from mhs.directory.model import Interaction, Topology
 from mhs.gpconnect.interactions import GPCONNECT_INTERACTIONS
 
@@ -29,11 +28,6 @@ DEFAULT_TOPOLOGY_HEADER = """\
 REGION_SIZE = 8
 HOSTED_MHS = "datacentre"
 REMOTE_MHS = "remote"
-
-
-def _credential(ods_code: str) -> str:
-    # Deterministic so the default topology is reproducible; for development only.
-    return "dev-" + hashlib.sha256(f"mhs-simulator:{ods_code}".encode()).hexdigest()[:32]
 
 
 def hosted_ods(index: int) -> str:
@@ -57,7 +51,7 @@ def _hosted_instance(
         "name": f"Hosted practice {n}",
         "ods_code": ods,
         "asid": f"9180{n:08d}",
-        "credential": _credential(ods),
+        "credential": dev_credential(ods),
         "interactions": list(interactions + gpc),
     }
     if not shared_party_key:

@@ -42,6 +42,7 @@ from mhs.directory.sds_query import (
 )
 from mhs.ebxml import ACTOR_NEXT_MSH, ACTOR_TO_PARTY_MSH
 from mhs.gpconnect.interactions import gpconnect_interaction, service_root
+from mhs.ids import new_id
 
 ASID_SYSTEM = "https://fhir.nhs.uk/Id/nhsSpineASID"
 FQDN_SYSTEM = "https://fhir.nhs.uk/Id/nhsMhsFQDN"
@@ -263,7 +264,7 @@ def search_bundle(resources: list[dict[str, Any]], self_url: str, base_url: str)
     """A searchset Bundle of ``resources``: each entry's fullUrl is ``base_url`` + its id."""
     return {
         "resourceType": "Bundle",
-        "id": str(uuid.uuid4()).upper(),
+        "id": new_id(),
         "type": "searchset",
         "total": len(resources),
         "link": [{"relation": "self", "url": self_url}],

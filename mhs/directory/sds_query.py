@@ -24,10 +24,11 @@ error_handler.py, content_type_validator.py):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from mhs.ids import is_uuid
 
 ORGANIZATION = "organization"
 IDENTIFIER = "identifier"
@@ -40,7 +41,6 @@ PARTY_KEY_SYSTEM = "https://fhir.nhs.uk/Id/nhsMhsPartyKey"
 FHIR_JSON = "application/fhir+json"
 JSON = "application/json"
 _SPINE_CODES = "https://fhir.nhs.uk/STU3/ValueSet/Spine-ErrorOrWarningCode-1"
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
 class SdsError(ValueError):
@@ -163,7 +163,7 @@ def accepted_type(accept: str | None) -> str:
 
 def check_correlation_id(value: str | None) -> None:
     """SdsError 400 unless ``value`` is absent or a UUID."""
-    if value and not _UUID.match(value):
+    if value and not is_uuid(value):
         raise SdsError(400, "Invalid X-Correlation-ID header. Should be a UUID")
 
 

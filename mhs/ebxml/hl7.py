@@ -12,7 +12,8 @@ _SENDER_IDS = f".//{_HL7}communicationFunctionSnd/{_HL7}device/{_HL7}id"
 _RECEIVER_IDS = f".//{_HL7}communicationFunctionRcv/{_HL7}device/{_HL7}id"
 
 
-def _first_asid(root: etree._Element, path: str) -> str | None:
+def first_asid(root: etree._Element, path: str) -> str | None:
+    """The first ASID (a device id with the ASID root) at ``path`` under ``root``."""
     # iterfind walks lazily, so the search stops at the first match near the top of the
     # wrapper instead of visiting the whole (possibly large) payload.
     for device_id in root.iterfind(path):
@@ -32,4 +33,4 @@ def extract_device_asids(hl7_payload: str) -> tuple[str | None, str | None]:
     except UnicodeEncodeError as error:
         raise EbxmlError(f"the HL7 payload is not encodable text: {error.reason}") from None
     root = parse_xml(data, "the HL7 payload")
-    return _first_asid(root, _SENDER_IDS), _first_asid(root, _RECEIVER_IDS)
+    return first_asid(root, _SENDER_IDS), first_asid(root, _RECEIVER_IDS)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from mhs.ebxml.hl7 import first_asid
 from mhs.ebxml.model import ASID_ROOT, NS_HL7, NS_SOAP, EbxmlError
 from mhs.ebxml.safexml import parse_xml, text_of
 
@@ -74,13 +75,6 @@ def build_sync(message: SyncMessage, *, to: str, response: bool = False) -> byte
     return etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
 
 
-def _asid(header: etree._Element, tag: str) -> str | None:
-    for device_id in header.iterfind(f"{_H}{tag}/{_H}device/{_H}id"):
-        if device_id.get("root") == ASID_ROOT:
-            return (device_id.get("extension") or "").strip() or None
-    return None
-
-
 def read_sync(body: bytes, where: str) -> SyncMessage:
     """The facts and HL7 of a synchronous request or answer; EbxmlError if it is neither."""
     root = parse_xml(body, where)
@@ -100,8 +94,8 @@ def read_sync(body: bytes, where: str) -> SyncMessage:
     return SyncMessage(
         message_id=message_id.removeprefix("uuid:"),
         action=action,
-        from_asid=_asid(header, "communicationFunctionSnd"),
-        to_asid=_asid(header, "communicationFunctionRcv"),
+        from_asid=first_asid(header, f"{_H}communicationFunctionSnd/{_H}device/{_H}id"),
+        to_asid=first_asid(header, f"{_H}communicationFunctionRcv/{_H}device/{_H}id"),
         payload=content[0],
         relates_to=relates_to.removeprefix("uuid:") if relates_to else None,
     )

@@ -46,11 +46,16 @@ async def declare_known(broker: Broker, settings: Settings, name: str) -> None:
     await broker.declare_queue(name)
 
 
+def instance_queues(settings: Settings, directory: Directory) -> list[str]:
+    """Every instance's own inbound queue, each once (a shared one is named once), sorted."""
+    return sorted({settings.inbound_queue(party.asid) for party in directory.parties})
+
+
 def namespace_queues(settings: Settings, directory: Directory) -> list[str]:
     """Every queue the roles can declare for ``directory`` in ``settings``' namespace: what a
     tool that gives one run a namespace of its own deletes afterwards. Each outbound
     replica's reply queue is not listed: RabbitMQ deletes it once unused (``x-expires``)."""
-    names = sorted({settings.inbound_queue(party.asid) for party in directory.parties})
+    names = instance_queues(settings, directory)
     names += [
         settings.outbound_queue,
         settings.dead_letter_queue,

@@ -22,7 +22,6 @@ class AuditLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.head = ChainHead()
-        self.batches = 0
         self._file = AuditFile(path)
         self._pending: list[tuple[AuditDraft, asyncio.Future[dict[str, Any]]]] = []
         self._writing: asyncio.Task[None] | None = None
@@ -60,7 +59,6 @@ class AuditLog:
                     if not future.done():
                         future.set_exception(error)
                 continue
-            self.batches += 1
             for (_, future), entry in zip(batch, sealed, strict=True):
                 if not future.done():
                     future.set_result(entry)

@@ -9,7 +9,6 @@ it names is where this deployment's roles really listen.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from urllib.parse import unquote
 
@@ -26,6 +25,7 @@ from mhs.directory.sds_query import (
     endpoint_query,
     sds_outcome,
 )
+from mhs.ids import new_id
 from mhs.observe.events import Event
 from mhs.observe.logs import get_logger
 from mhs.roles.common import LOG, create_role_app, json_response
@@ -59,7 +59,7 @@ def _search(
     async def handler(request: web.Request) -> web.Response:
         given = request.headers.get(CORRELATION)
         # A missing or malformed one is replaced, as SDS does, so every answer carries one.
-        correlation_id = str(uuid.uuid4()).upper()
+        correlation_id = new_id()
         try:
             check_correlation_id(given)
             correlation_id = given or correlation_id
@@ -102,8 +102,8 @@ def _error(error: SdsError, correlation_id: str, **headers: str) -> web.Response
 
 async def _not_allowed(request: web.Request) -> web.Response:
     error = SdsError(405, "HTTP operation not supported")
-    return _error(error, str(uuid.uuid4()).upper(), Allow="GET")
+    return _error(error, new_id(), Allow="GET")
 
 
 async def _not_found(request: web.Request) -> web.Response:
-    return _error(SdsError(404, "HTTP endpoint not found"), str(uuid.uuid4()).upper())
+    return _error(SdsError(404, "HTTP endpoint not found"), new_id())

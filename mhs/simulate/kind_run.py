@@ -29,10 +29,10 @@ from mhs.simulate.kind_messages import pds_queries
 from mhs.simulate.kind_plan import METADATA, KindShot, plan_kinds
 from mhs.simulate.sds_lookup import ProviderRoute, SdsLookupFailed, find_provider
 from mhs.ssp.consumer_jwt import consumer_jwt
+from mhs.ssp.nhs_number import NHS_NUMBER_SYSTEM
 from mhs.ssp.outcome import outcome_token
 
 ROLES: tuple[RoleName, ...] = ("gp-provider", "spine-proxy", "sds", "outbound")
-NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 # How a refusal's diagnostics (mhs.ssp.origin) say why a sender may not request.
 _DENIALS = (
     ("does not participate", "not a participant of the portal"),

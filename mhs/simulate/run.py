@@ -14,7 +14,7 @@ import aiohttp
 from mhs.broker import Broker, Delivery
 from mhs.broker.factory import broker_for
 from mhs.directory import Directory
-from mhs.messages.queues import namespace_queues
+from mhs.messages.queues import instance_queues, namespace_queues
 from mhs.runner import Cluster
 from mhs.settings import Settings
 from mhs.simulate.plan import Planned, plan_traffic
@@ -123,7 +123,7 @@ async def simulate(
     if cluster.shared_broker is None:
         await client.start()
     tally, timing = Tally(), _Timing()
-    queues = sorted({settings.inbound_queue(p.asid) for p in directory.parties})
+    queues = instance_queues(settings, directory)
     observer = Observer(client, queues, tally, _listener(timing, progress))
     try:
         await observer.start()

@@ -80,7 +80,7 @@ class DuplicateElimination:
             # Read after winning: a copy whose confirm was lost marks the id before it
             # releases the claim, so the marker is there for whoever wins next.
             try:
-                marked = await self.store.get(_uncertain(message_id)) is not None
+                marked = await self._marked(message_id)
             except StateError:
                 with contextlib.suppress(StateError):
                     await self.store.release(self._name(message_id), owner=owner)
@@ -109,12 +109,17 @@ class DuplicateElimination:
         await mark_uncertain(self.store, message_id, keep_s=keep_s)
         if first is not None:
             with contextlib.suppress(StateError):
-                await self.store.release(self._name(first.message_id), owner=first.owner)
+                await self.failed(first)
 
     async def possible_duplicate(self, message_id: str) -> bool:
         """For a copy delivered without a claim (no duplicate elimination asked for):
         whether an earlier publish of the id may have landed. True if the store cannot say."""
         try:
-            return await self.store.get(_uncertain(message_id)) is not None
+            return await self._marked(message_id)
         except StateError:
             return True
+
+    async def _marked(self, message_id: str) -> bool:
+        """Whether an earlier publish of ``message_id`` may have landed (StateError if the
+        store does not answer)."""
+        return await self.store.get(_uncertain(message_id)) is not None

@@ -248,15 +248,16 @@ async def test_losing_rabbitmq_nodes_mid_load_loses_nothing(
 
 
 @pytest.mark.parametrize(
-    ("phases", "line"),
+    ("args", "line"),
     [
-        ("nodeloss", "chaos: unknown phase 'nodeloss': choose from worker-kills,"),
-        ("node-loss", "chaos: the node-loss phase runs on a RabbitMQ cluster: add --cluster"),
+        (["--phases", "nodeloss"], "chaos: unknown phase 'nodeloss': choose from worker-kills,"),
+        (["--phases", "node-loss"], "chaos: the node-loss phase runs on a RabbitMQ cluster"),
+        (["--cluster", "--phases", "duplicates"], "chaos: with --cluster, only the node-loss"),
     ],
 )
-def test_a_phase_chaos_cannot_run_is_one_line_and_exit_2(phases: str, line: str) -> None:
+def test_a_phase_chaos_cannot_run_is_one_line_and_exit_2(args: list[str], line: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "mhs.chaos", "--phases", phases],
+        [sys.executable, "-m", "mhs.chaos", *args],
         capture_output=True,
         text=True,
         check=False,

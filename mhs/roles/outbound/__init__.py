@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from datetime import timedelta
 
 from aiohttp import web
 
 from mhs.broker import Broker, BrokerError, PublishUncertain
-from mhs.directory import Directory, Party
+from mhs.directory import Directory, Interaction, Party
 from mhs.ebxml import EbxmlError, extract_device_asids
 from mhs.ids import is_asid, new_id, wire_id
 from mhs.messages.outbound import outbound_message
@@ -36,7 +35,6 @@ from mhs.state import StateError
 from mhs.state.dedup import mark_uncertain
 
 ROLE = "outbound"
-DEFAULT_PERSIST = timedelta(minutes=5)
 
 
 def create_outbound_app(
@@ -108,7 +106,7 @@ async def post_message(request: web.Request) -> web.Response:
     app = request.app
     log = app[LOG]
     try:
-        record, wait = await _accept(request)
+        record, interaction, wait = await _accept(request)
         acceptance = acceptance_of(request)
     except Refused as refused:
         log.info(
@@ -122,8 +120,7 @@ async def post_message(request: web.Request) -> web.Response:
         return text_error(refused.status, refused.text, **{**echoed, **refused.headers})
     fields = record.log_fields()
     log.info(Event.MESSAGE_ACCEPTED, **fields)
-    interaction = app[DIRECTORY].interaction(record.interaction_id)
-    if interaction is not None and interaction.pattern == "sync":
+    if interaction.pattern == "sync":
         return await send_sync(request, record, interaction, fields)
     if acceptance == "spine":
         return await hold_for_outcome(
@@ -187,7 +184,8 @@ async def _queue(
 
 async def _mark_uncertain(app: web.Application, record: OutboundRecord) -> bool:
     interaction = app[DIRECTORY].interaction(record.interaction_id)
-    keep = interaction.reliability.persist_duration if interaction else DEFAULT_PERSIST
+    assert interaction is not None  # _accept refuses an interaction the directory lacks
+    keep = interaction.reliability.persist_duration
     try:
         await mark_uncertain(app[STATE], record.message_id, keep_s=keep.total_seconds())
     except StateError:
@@ -195,8 +193,9 @@ async def _mark_uncertain(app: web.Application, record: OutboundRecord) -> bool:
     return True
 
 
-async def _accept(request: web.Request) -> tuple[OutboundRecord, bool]:
-    """The stamped record of a valid request, and whether to hold it for the reply."""
+async def _accept(request: web.Request) -> tuple[OutboundRecord, Interaction, bool]:
+    """The stamped record of a valid request, its interaction, and whether to hold it for
+    the reply."""
     directory = request.app[DIRECTORY]
     sender = authenticate(request, directory)
     interaction_id = request.headers.get("Interaction-Id", "").strip()
@@ -231,7 +230,7 @@ async def _accept(request: web.Request) -> tuple[OutboundRecord, bool]:
         attachments=body.attachments,
         external_attachments=body.external_attachments,
     )
-    return record, hold
+    return record, interaction, hold
 
 
 def _check_payload_asids(

@@ -66,9 +66,10 @@ async def answer_as_spine(
     sender = app[DIRECTORY].by_asid(fields.get("from_asid") or "")
     interaction = app[DIRECTORY].interaction(header.action)
     if sender is not None and interaction is not None and interaction.reply:
-        asked = _asked(request, body, header)
+        # The request's HL7 is read in the reply's own task: the acknowledgment needs none of it.
+        content_type = request.headers.get("Content-Type", "")
         task = asyncio.get_running_loop().create_task(
-            _send_reply(app, session, (header, asked), (spine, sender), fields)
+            _send_reply(app, session, (header, content_type, body), (spine, sender), fields)
         )
         app[REPLIES].add(task)
         task.add_done_callback(app[REPLIES].discard)
@@ -80,10 +81,10 @@ async def answer_as_spine(
     return web.Response(status=200, body=ack, content_type="text/xml")
 
 
-def _asked(request: web.Request, body: bytes, header: MessageHeader) -> Asked:
+def _asked(content_type: str, body: bytes, header: MessageHeader) -> Asked:
     """What the request asks about, read from its HL7 (the checks passed its ebXML header)."""
     try:
-        payload = parse_message(request.headers.get("Content-Type", ""), body).payload
+        payload = parse_message(content_type, body).payload
     except EbxmlError:
         payload = None
     return asked_of(payload, message_id=header.message_id, interaction_id=header.action)
@@ -102,11 +103,11 @@ class _Outgoing:
 async def _send_reply(
     app: web.Application,
     session: aiohttp.ClientSession,
-    request_asked: tuple[MessageHeader, Asked],
+    received: tuple[MessageHeader, str, bytes],
     parties: tuple[Party, Party],
     request_fields: Mapping[str, str | None],
 ) -> None:
-    request, asked = request_asked
+    request, content_type, body = received
     spine, sender = parties
     directory = app[DIRECTORY]
     interaction = directory.interaction(request.action)
@@ -114,6 +115,7 @@ async def _send_reply(
     reply_interaction = directory.interaction(action) if action else None
     if action is None or reply_interaction is None:
         return
+    asked = _asked(content_type, body, request)
     reply = spine_reply(
         request, asked, action, reply_interaction, message_id=new_id(), spine=spine, sender=sender
     )
