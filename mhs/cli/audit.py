@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from mhs.cli.common import JsonOpt, directory_for, err, print_json, settings_from, stdout
-from mhs.provider.audit import ChainHead, ChainReport, verify
+from mhs.provider.audit import ChainHead, ChainReport, shown, verify
 from mhs.provider.audit_file import audit_path, read_lines
 from mhs.settings import Settings
 from mhs.tls import client_context
@@ -106,7 +106,7 @@ def _load(
     if not path.is_file():
         err.print(f"[red]no audit file at {path}[/red]: give --file, --url, or MHS_AUDIT_DIR")
         raise typer.Exit(2)
-    entries = [_decoded(line) for line in read_lines(path)]
+    entries = [shown(line) for line in read_lines(path)]
     head = ChainHead()
     if entries and isinstance(entries[-1].get("seq"), int):
         head = ChainHead(entries[-1]["seq"], str(entries[-1].get("hash")))
@@ -117,13 +117,6 @@ def _default_file(settings: Settings) -> Path:
     directory = directory_for(settings)
     served = directory.mhs(settings.local_mhs) if settings.local_mhs else directory.hosted_mhs
     return audit_path(settings.audit_dir, served.name if served else "datacentre")
-
-
-def _decoded(line: bytes) -> Any:
-    try:
-        return orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return {"damaged_line": line.decode(errors="replace")}
 
 
 def _from_provider(

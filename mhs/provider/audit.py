@@ -209,3 +209,12 @@ def _link_problem(entry: Mapping[str, Any], head: ChainHead) -> str | None:
             "replaced, or this entry was inserted"
         )
     return None
+
+
+def shown(line: bytes) -> Any:
+    """One line of an audit file as it is shown: its entry, or a line that is not JSON as
+    text, so that verification names it."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return {"damaged_line": line.decode(errors="replace")}

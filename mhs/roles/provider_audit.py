@@ -6,13 +6,12 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
-import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from mhs.observe.events import Event
+from mhs.provider.audit import shown
 from mhs.provider.audit_log import AuditLog
 from mhs.provider.audit_request import draft_for
 from mhs.provider.provider import ProviderAnswer, ProviderRequest
@@ -104,7 +103,7 @@ async def audit_trail(request: web.Request) -> web.Response:
         {
             "file": str(log.path),
             "head": {"seq": log.head.seq, "hash": log.head.hash},
-            "entries": [_entry(line) for line in lines],
+            "entries": [shown(line) for line in lines],
         }
     )
 
@@ -115,11 +114,3 @@ def _count(value: str | None, name: str, least: int) -> int:
     if not value.isdigit() or int(value) < least:
         raise ValueError(f"{name} must be a whole number of at least {least}, got {value[:40]!r}")
     return int(value)
-
-
-def _entry(line: bytes) -> Any:
-    # A line that is not JSON is shown as text, so that verification names it.
-    try:
-        return orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return {"damaged_line": line.decode(errors="replace")}
