@@ -28,6 +28,7 @@ from mhs.cli.logs import app as logs_app
 from mhs.cli.simulate import simulate as simulate_cmd
 from mhs.cli.status import status as status_cmd
 from mhs.cli.topology import topology as topology_cmd
+from mhs.heap import settle_after_start
 from mhs.observe.logs import configure_logging
 from mhs.runner import (
     ROLES,
@@ -82,6 +83,7 @@ def serve(
             extra = local_others(settings, directory) if "all" in roles else []
             await cluster.start(chosen, workers=workers, extra_inbound=extra)
             started()
+        settle_after_start()
         try:
             with serve_file(settings, cluster.urls):
                 await wait_for_stop_signal()
