@@ -27,6 +27,10 @@ FINAL = {
     Event.DELIVERY_DELIVERED.value: "delivered",
     Event.DELIVERY_DEAD_LETTERED.value: "",  # its outcome says which
 }
+# At the default INFO level message.accepted and accepted delivery.attempt lines are not
+# written (DEBUG): a message is counted accepted from message.queued when no message.accepted
+# line came before it, and an accepted attempt from delivery.delivered_to_proxy, which
+# follows each one (see _Summary.add and _counted).
 COUNTED = {
     Event.MESSAGE_ACCEPTED.value: "accepted",
     Event.DELIVERY_ATTEMPT.value: "attempts",
@@ -62,6 +66,9 @@ class _Message:
     from_asid: str | None = None
     accepted_at: datetime | None = None
     outcome: str = "pending"
+    # A message.accepted line was read and its message.queued has not been: that line
+    # counted the message, so its message.queued does not count it again.
+    queued_pending: bool = False
 
 
 def _time(line: dict[str, Any]) -> datetime | None:
@@ -72,6 +79,18 @@ def _time(line: dict[str, Any]) -> datetime | None:
         return datetime.fromisoformat(value)
     except ValueError:
         return None
+
+
+def _counted(name: str, line: dict[str, Any]) -> tuple[str, ...]:
+    """What one line counts as. An accepted attempt is counted from the
+    delivery.delivered_to_proxy line that follows it (written at INFO, with the same
+    ``duration_ms``), not from its delivery.attempt line (written at DEBUG only)."""
+    if name == Event.DELIVERY_DELIVERED:
+        return ("delivered", "attempts")
+    if name == Event.DELIVERY_ATTEMPT and line.get("outcome") == "accepted":
+        return ()
+    counted = COUNTED.get(name)
+    return (counted,) if counted is not None else ()
 
 
 class _Summary:
@@ -95,15 +114,24 @@ class _Summary:
             return
         name = line["event"]
         self.events[name] += 1
-        self._count(name, line)
         message_id = line.get("message_id")
         if not isinstance(message_id, str):
+            self._count(name, line)
             return
-        if name == Event.MESSAGE_ACCEPTED:
-            self.messages[message_id] = _Message(
-                line.get("interaction_id"), line.get("from_asid"), _time(line)
-            )
         message = self.messages.get(message_id)
+        if name == Event.MESSAGE_QUEUED and message is not None and message.queued_pending:
+            message.queued_pending = False  # counted from its message.accepted line
+        elif name in (Event.MESSAGE_ACCEPTED, Event.MESSAGE_QUEUED):
+            # A message.queued with no message.accepted before it: a file written at INFO.
+            message = self.messages[message_id] = _Message(
+                line.get("interaction_id"),
+                line.get("from_asid"),
+                _time(line),
+                queued_pending=name == Event.MESSAGE_ACCEPTED,
+            )
+            self._count(Event.MESSAGE_ACCEPTED.value, line)
+        else:
+            self._count(name, line)
         if message is not None:
             self._follow(message, name, line)
 
@@ -121,9 +149,10 @@ class _Summary:
         return line if isinstance(name, str) else None
 
     def _count(self, name: str, line: dict[str, Any]) -> None:
-        counted = COUNTED.get(name)
-        if counted is None:
-            return
+        for counted in _counted(name, line):
+            self._count_as(counted, line)
+
+    def _count_as(self, counted: str, line: dict[str, Any]) -> None:
         interaction = line.get("interaction_id")
         groups: list[_Group] = []
         if isinstance(interaction, str):
@@ -139,7 +168,7 @@ class _Summary:
             if counted != "arrived":
                 groups.append(self.instances[asid])
         duration = line.get("duration_ms")
-        if name == Event.DELIVERY_ATTEMPT and isinstance(duration, int | float):
+        if counted == "attempts" and isinstance(duration, int | float):
             for group in groups:
                 group.attempt_ms.append(duration)
 
@@ -194,6 +223,8 @@ def summary(
     Outcomes are per message accepted in the stream: delivered (Spine accepted it), rejected,
     dead-lettered, expired, or pending. End-to-end latency runs from message.accepted to
     inbound.delivered_to_instance, so it needs the outbound's and inbound's logs together.
+    Logs written at INFO (the default) have no message.accepted lines (DEBUG): there, a
+    message counts as accepted, and its latency starts, at message.queued.
     """
     if source == "-":
         result = summarise(sys.stdin.buffer)

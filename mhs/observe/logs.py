@@ -78,7 +78,6 @@ def _chain(level: str, fmt: LogFormat) -> list[Processor]:
         record_metrics,
         record_status,
         _LevelFilter(level),
-        structlog.contextvars.merge_contextvars,
     ]
     if fmt == "ecs":
         return [

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
 import time
@@ -12,10 +13,14 @@ from typing import Any
 
 import orjson
 import pytest
+import structlog
 
 from mhs.broker import Broker
+from mhs.cli.logs import summarise
 from mhs.ebxml import MessageHeader, build_request
 from mhs.ids import is_uuid, new_id
+from mhs.observe.events import Event
+from mhs.observe.logs import configure_logging, get_logger
 from mhs.runner import ROLES
 from mhs.simulate.plan import HL7_TEMPLATE
 from tests.ops.conftest import Served, free_port
@@ -347,3 +352,63 @@ def test_logs_summary_of_the_served_roles(served: Served) -> None:
     assert "Per interaction" in piped.stdout
     assert GP2GP in piped.stdout
     assert served.mhs("logs", "summary", "/no/such/file").returncode == 2
+
+
+def _lifecycle_lines(level: str) -> list[str]:
+    """The lines the roles write at ``level`` for a message delivered on its second attempt
+    and one rejected, logged as the roles log them (at DEBUG or INFO)."""
+    stream = io.StringIO()
+    saved = structlog.get_config()
+    try:
+        configure_logging(level, "json", stream=stream)
+        outbound, worker, inbound = (get_logger(r) for r in ("outbound", "worker", "inbound"))
+        ids = {"interaction_id": GP2GP, "from_asid": SENDER, "to_asid": RECIPIENT}
+        delivered, rejected = {"message_id": new_id(), **ids}, {"message_id": new_id(), **ids}
+        for fields in (delivered, rejected):
+            outbound.debug(Event.MESSAGE_ACCEPTED, **fields)
+            outbound.info(Event.MESSAGE_QUEUED, outcome="queued", duration_ms=1.0, **fields)
+        worker.info(
+            Event.DELIVERY_ATTEMPT, attempt=1, outcome="transient", duration_ms=5.0, **delivered
+        )
+        worker.info(Event.DELIVERY_RETRY_SCHEDULED, attempt=1, outcome="retry", **delivered)
+        worker.debug(
+            Event.DELIVERY_ATTEMPT, attempt=2, outcome="accepted", duration_ms=7.0, **delivered
+        )
+        worker.info(
+            Event.DELIVERY_DELIVERED, attempt=2, outcome="delivered", duration_ms=7.0, **delivered
+        )
+        worker.info(
+            Event.DELIVERY_ATTEMPT, attempt=1, outcome="permanent", duration_ms=3.0, **rejected
+        )
+        worker.info(Event.DELIVERY_REJECTED, outcome="rejected", **rejected)
+        worker.info(Event.DELIVERY_DEAD_LETTERED, outcome="rejected", **rejected)
+        inbound.debug(Event.INBOUND_RECEIVED, **delivered)
+        inbound.info(Event.INBOUND_DELIVERED, outcome="delivered", duration_ms=2.0, **delivered)
+        inbound.debug(Event.INBOUND_ACKNOWLEDGED, outcome="acknowledged", **delivered)
+    finally:
+        structlog.configure(**saved)
+    return stream.getvalue().splitlines()
+
+
+@pytest.mark.parametrize("level", ["DEBUG", "INFO"])
+def test_logs_summary_counts_the_same_at_debug_and_info(level: str) -> None:
+    lines = _lifecycle_lines(level)
+    assert len(lines) == {"DEBUG": 14, "INFO": 9}[level]
+    summary = summarise(lines)
+    assert (summary["messages"], summary["outcomes"]) == (2, {"delivered": 1, "rejected": 1})
+    for group in (summary["interactions"][GP2GP], summary["instances"][SENDER]):
+        counts = {k: v for k, v in group["counts"].items() if k != "received"}
+        assert counts == {
+            "accepted": 2,
+            "attempts": 3,  # a transient and a permanent failure, and the accepted one
+            "retries": 1,
+            "delivered": 1,
+            "rejected": 1,
+            "dead_lettered": 1,
+            **({"arrived": 1} if group is summary["interactions"][GP2GP] else {}),
+        }
+        assert group["outcomes"] == {"delivered": 1, "rejected": 1}
+        assert group["attempt_ms"]["count"] == 3
+        assert (group["attempt_ms"]["p50"], group["attempt_ms"]["max"]) == (5.0, 7.0)
+        assert group["end_to_end_ms"]["count"] == 1
+    assert summary["instances"][RECIPIENT]["counts"] == {"received": 1}

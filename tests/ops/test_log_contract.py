@@ -52,6 +52,8 @@ def problems_with(line: dict[str, Any], fields: dict[str, str], events: set[str]
 async def test_every_line_the_roles_write_follows_the_schema(
     harness_factory: Any, live_logs: LiveLogs
 ) -> None:
+    # At DEBUG, so that the events logged at DEBUG (message.accepted, ...) are checked too.
+    configure_logging("DEBUG", "json", stream=live_logs.stream)
     h: Harness = await harness_factory()
     # Traffic through most paths: retries, faults of each kind, refusals, duplicates, a NACK.
     await h.add_fault(kind="latency", delay=5, from_asid=SENDER)
@@ -121,6 +123,30 @@ async def test_every_line_the_roles_write_follows_the_schema(
     assert not problems, problems
     started = next(line for line in lines if line["event"] == "role.started")
     assert started["settings"]["broker_url"] == "amqp://guest:***@127.0.0.1:5672/"
+
+
+@pytest.mark.rabbitmq
+async def test_at_info_a_relayed_message_is_one_line_per_role(
+    harness_factory: Any, live_logs: LiveLogs
+) -> None:
+    h: Harness = await harness_factory()
+    message_id = new_id()
+    assert (await h.send(SENDER, ods_code="A80002", message_id=message_id)).status == 202
+
+    def lines() -> list[tuple[str, str, str]]:
+        return sorted(
+            (line["role"], line["event"], line["level"])
+            for line in live_logs.lines()
+            if line.get("message_id") == message_id
+        )
+
+    await eventually(lambda: len(lines()) >= 4, what="a line from each role")
+    assert lines() == [
+        ("inbound", "inbound.delivered_to_instance", "info"),
+        ("outbound", "message.queued", "info"),
+        ("spine-proxy", "proxy.forwarded", "info"),
+        ("worker", "delivery.delivered_to_proxy", "info"),
+    ]
 
 
 def test_the_checker_finds_what_is_wrong() -> None:

@@ -3,17 +3,21 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import orjson
+import structlog
 from structlog.testing import capture_logs
 
 from mhs.ids import new_id
+from mhs.observe import recorder as recorders
 from mhs.observe.events import Event
-from mhs.observe.logs import get_logger
+from mhs.observe.logs import configure_logging, get_logger
 from mhs.observe.recorder import StatusRecorder
 from mhs.observe.status import MAX_STEPS, build_timeline, encode_step, status_name
 from mhs.state import StateError
+from mhs.state.factory import create_state_store
 from mhs.state.memory import MemoryStateStore
 
 A, B, C = "918000000001", "918000000002", "918000000003"
@@ -225,3 +229,27 @@ async def test_steps_held_through_an_outage_are_written_in_order_once_it_ends() 
     assert await recorder.flush()
     steps = await store.read_list(status_name(ID))
     assert [orjson.loads(step)["attempt"] for step in steps] == [0, 1, 2, 3]
+
+
+async def test_events_the_log_level_drops_are_still_steps() -> None:
+    # message.accepted is logged at DEBUG; at the default level (INFO) it is not written,
+    # and it is still the first step of the message's timeline.
+    prefix = f"t-{new_id()}."
+    store = create_state_store(None, prefix=prefix)  # the recorder's (held here: it is weak)
+    stream = io.StringIO()
+    saved = structlog.get_config()
+    await recorders.acquire(
+        "outbound", get_logger("outbound"), state_url=None, prefix=prefix, ttl_s=60
+    )
+    try:
+        configure_logging("INFO", "json", stream=stream)
+        log = get_logger("outbound")
+        log.debug(Event.MESSAGE_ACCEPTED, message_id=ID, **PARTIES)
+        log.info(Event.MESSAGE_QUEUED, message_id=ID, outcome="queued", **PARTIES)
+    finally:
+        structlog.configure(**saved)
+        await recorders.release("outbound")  # writes what it holds
+    [line] = stream.getvalue().splitlines()
+    assert orjson.loads(line)["event"] == "message.queued"
+    steps = await store.read_list(status_name(ID))
+    assert [orjson.loads(s)["event"] for s in steps] == ["message.accepted", "message.queued"]

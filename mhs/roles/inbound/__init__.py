@@ -221,7 +221,7 @@ async def receive(request: web.Request) -> web.Response:
         return _nack(message, recipient)
     from_asid = request.headers.get("Ssp-From")
     fields.update(to_asid=recipient.asid, to_ods=recipient.ods_code, from_asid=from_asid)
-    log.info(Event.INBOUND_RECEIVED, **fields)
+    log.debug(Event.INBOUND_RECEIVED, **fields)
     interaction = app[DIRECTORY].interaction(header.action)
     keep = interaction.reliability.persist_duration if interaction else DEFAULT_PERSIST
     claim = await _claim(app, message, fields) if header.duplicate_elimination else None
@@ -258,7 +258,7 @@ async def receive(request: web.Request) -> web.Response:
     log.info(
         Event.INBOUND_DELIVERED, queue=queue, outcome="delivered", duration_ms=duration_ms, **fields
     )
-    log.info(Event.INBOUND_ACKNOWLEDGED, outcome="acknowledged", **fields)
+    log.debug(Event.INBOUND_ACKNOWLEDGED, outcome="acknowledged", **fields)
     return _acknowledge(acknowledgment)
 
 

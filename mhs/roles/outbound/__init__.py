@@ -119,7 +119,7 @@ async def post_message(request: web.Request) -> web.Response:
         echoed = {"Correlation-Id": c} if (c := request.headers.get("Correlation-Id")) else {}
         return text_error(refused.status, refused.text, **{**echoed, **refused.headers})
     fields = record.log_fields()
-    log.info(Event.MESSAGE_ACCEPTED, **fields)
+    log.debug(Event.MESSAGE_ACCEPTED, **fields)
     if interaction.pattern == "sync":
         return await send_sync(request, record, interaction, fields)
     if acceptance == "spine":

@@ -177,11 +177,19 @@ class DeliveryWorker:
 
     def _log_attempt(self, attempt: Attempt, fields: dict[str, str]) -> None:
         outcome = attempt.outcome
-        self.log.info(
-            Event.DELIVERY_ATTEMPT, attempt=attempt.number, outcome=outcome.verdict,
-            status=attempt.status, reason=outcome.reason, duration_ms=attempt.duration_ms,
-            **fields,
-        )  # fmt: skip
+        if outcome.verdict == "accepted":
+            # delivery.delivered_to_proxy follows at INFO: this line is DEBUG only.
+            self.log.debug(
+                Event.DELIVERY_ATTEMPT, attempt=attempt.number, outcome=outcome.verdict,
+                status=attempt.status, reason=outcome.reason, duration_ms=attempt.duration_ms,
+                **fields,
+            )  # fmt: skip
+        else:
+            self.log.info(
+                Event.DELIVERY_ATTEMPT, attempt=attempt.number, outcome=outcome.verdict,
+                status=attempt.status, reason=outcome.reason, duration_ms=attempt.duration_ms,
+                **fields,
+            )  # fmt: skip
         if outcome.verdict == "accepted":
             self.log.info(
                 Event.DELIVERY_DELIVERED, attempt=attempt.number, outcome="delivered",
