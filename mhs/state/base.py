@@ -7,7 +7,8 @@ callers keep kinds apart by naming them ``dedup:...``, ``status:...``, ``waiting
 - the *claim*: a key held ``pending`` by one owner for a short TTL, until that owner
   settles it ``done`` (with a value, kept for a longer TTL) or releases it. A claim that
   was never settled or released (its owner crashed) expires with its pending TTL, so
-  nothing stays blocked for ever;
+  nothing stays blocked for ever. A claim can read one value in the same step, and many
+  claims settle in one round trip;
 - the *value*: bytes under a name, put with a TTL, read and deleted;
 - the *list*: bytes appended under many names in one call (one round trip for a whole
   batch), capped in length, its TTL set again by every append, read in order.
@@ -53,6 +54,17 @@ class Claim:
     won: bool
     state: ClaimState
     value: bytes = b""
+    read: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """One pending claim to make ``done`` (see ``StateStore.settle``)."""
+
+    name: str
+    owner: str
+    ttl_s: float
+    value: bytes = b""
 
 
 class StateStore(abc.ABC):
@@ -79,14 +91,15 @@ class StateStore(abc.ABC):
         """False while the store is known not to answer (readiness reports it)."""
 
     @abc.abstractmethod
-    async def claim(self, name: str, *, owner: str, ttl_s: float) -> Claim:
+    async def claim(self, name: str, *, owner: str, ttl_s: float, read: str | None = None) -> Claim:
         """Hold ``name`` as pending for ``owner`` for ``ttl_s`` if nobody holds it.
 
         Atomic across every replica. Claiming again with the same owner while pending wins
-        again (so a retried call is harmless) without extending the TTL.
+        again (so a retried call is harmless) without extending the TTL. With ``read``, the
+        claim also carries the value under that name (``Claim.read``; None if there is
+        none), read in the same step: one round trip, not two.
         """
 
-    @abc.abstractmethod
     async def settle(self, name: str, *, owner: str, ttl_s: float, value: bytes = b"") -> bool:
         """Make ``owner``'s pending claim ``done`` with ``value`` for ``ttl_s``.
 
@@ -94,6 +107,13 @@ class StateStore(abc.ABC):
         settling again as the same owner succeeds again. False if another owner holds or
         settled it meanwhile (nothing is changed).
         """
+        [settled] = await self.settle_many([Settlement(name, owner, ttl_s, value)])
+        return settled
+
+    @abc.abstractmethod
+    async def settle_many(self, settlements: Sequence[Settlement]) -> list[bool]:
+        """``settle`` each of ``settlements`` in one round trip: whether each was settled,
+        in order. Each is settled or not on its own, as ``settle`` would."""
 
     @abc.abstractmethod
     async def release(self, name: str, *, owner: str) -> bool:

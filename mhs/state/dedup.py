@@ -2,9 +2,15 @@
 replicas and crashes, and every copy that might be a second one says so.
 
 A message id is claimed *pending* in the state store before the message is published to
-its recipient's queue, settled *done* with the Acknowledgment answered (kept for the
-interaction's persist duration) once the publish is confirmed, and released if the
-publish certainly failed. A copy that finds it done gets that same Acknowledgment again
+its recipient's queue (the claim reads the id's *uncertain* mark in the same round trip),
+settled *done* with the Acknowledgment answered (kept for the interaction's persist
+duration) once the publish is confirmed, and released if the publish certainly failed.
+Settling is written behind the answer (``settle_behind``): many messages' settlements go
+in one store round trip, and until its settlement is written this replica answers a copy
+of the id with the same Acknowledgment itself. A replica that stops before writing them
+leaves those claims pending: their copies are told to come back later until the pending
+TTL passes, and are then delivered again, as a crash between publishing and settling
+always allowed. A copy that finds it done gets that same Acknowledgment again
 (ebMS 2.0) and is not delivered; a copy that finds it pending (another replica is
 publishing it, or one crashed doing so) is told to come back later, never silently dropped.
 
@@ -20,11 +26,16 @@ state store then flags every copy of that id it delivers.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from mhs.state import StateError, StateStore
+from mhs.state import Settlement, StateError, StateStore
+from mhs.tasks import stop_task
+
+NOT_SETTLED = "the pending claim expired and another copy took it"
 
 
 def _uncertain(message_id: str) -> str:
@@ -65,6 +76,11 @@ class DuplicateElimination:
         self.store = store
         self.pending_ttl_s = pending_ttl_s
         self._replica = replica or uuid.uuid4().hex[:8]
+        # Settlements waiting to be written and being written, with what to call if one
+        # fails, by message id (a copy meanwhile gets the Acknowledgment they hold).
+        self._unwritten: dict[str, tuple[Settlement, Callable[[str], None]]] = {}
+        self._in_flight: dict[str, tuple[Settlement, Callable[[str], None]]] = {}
+        self._writing: asyncio.Task[None] | None = None
 
     @staticmethod
     def _name(message_id: str) -> str:
@@ -72,30 +88,61 @@ class DuplicateElimination:
 
     async def check(self, message_id: str) -> First | Seen | InProgress:
         """Claim ``message_id`` or find who has it (StateError if the store is down)."""
+        unwritten = self._unwritten.get(message_id) or self._in_flight.get(message_id)
+        if unwritten is not None:
+            return Seen(unwritten[0].value)
         owner = f"{self._replica}:{uuid.uuid4().hex}"
+        # The uncertain mark is read in the claim's own step: a copy whose confirm was lost
+        # marks the id before it releases the claim, so whoever wins next sees the mark.
         claim = await self.store.claim(
-            self._name(message_id), owner=owner, ttl_s=self.pending_ttl_s
-        )
+            self._name(message_id), owner=owner, ttl_s=self.pending_ttl_s,
+            read=_uncertain(message_id),
+        )  # fmt: skip
         if claim.won:
-            # Read after winning: a copy whose confirm was lost marks the id before it
-            # releases the claim, so the marker is there for whoever wins next.
-            try:
-                marked = await self._marked(message_id)
-            except StateError:
-                with contextlib.suppress(StateError):
-                    await self.store.release(self._name(message_id), owner=owner)
-                raise
-            return First(message_id, owner, possible_duplicate=marked)
+            return First(message_id, owner, possible_duplicate=claim.read is not None)
         if claim.state == "done":
             return Seen(claim.value)
         return InProgress()
 
-    async def delivered(self, first: First, *, keep_s: float, acknowledgment: bytes) -> bool:
-        """Record the message as delivered for ``keep_s``; False if another copy took the
-        claim meanwhile (this one outlived its pending TTL)."""
-        return await self.store.settle(
-            self._name(first.message_id), owner=first.owner, ttl_s=keep_s, value=acknowledgment
-        )
+    def settle_behind(
+        self,
+        first: First,
+        *,
+        keep_s: float,
+        acknowledgment: bytes,
+        not_settled: Callable[[str], None],
+    ) -> None:
+        """Record the message as delivered for ``keep_s``, written behind: with others in
+        one store call as soon as the one before it returns. ``not_settled`` is called with
+        the reason if the store fails or another copy took the claim meanwhile (this one
+        outlived its pending TTL)."""
+        settlement = Settlement(self._name(first.message_id), first.owner, keep_s, acknowledgment)
+        self._unwritten[first.message_id] = (settlement, not_settled)
+        if self._writing is None:
+            self._writing = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        try:
+            while self._unwritten:
+                batch = self._in_flight = self._unwritten
+                self._unwritten = {}
+                try:
+                    settled = await self.store.settle_many([s for s, _ in batch.values()])
+                except StateError as error:
+                    settled = [False] * len(batch)
+                    reason = str(error)
+                else:
+                    reason = NOT_SETTLED
+                for (_, not_settled), done in zip(batch.values(), settled, strict=True):
+                    if not done:
+                        not_settled(reason)
+        finally:
+            self._in_flight = {}
+            self._writing = None
+
+    async def drain(self, *, within_s: float) -> None:
+        """Write every settlement not yet written (as a role stops), within ``within_s``."""
+        await stop_task(self._writing, within_s=1.0, grace_s=within_s)
 
     async def failed(self, first: First) -> None:
         """Give the claim up: the message was not delivered, so the sender's next copy is."""
@@ -115,11 +162,6 @@ class DuplicateElimination:
         """For a copy delivered without a claim (no duplicate elimination asked for):
         whether an earlier publish of the id may have landed. True if the store cannot say."""
         try:
-            return await self._marked(message_id)
+            return await self.store.get(_uncertain(message_id)) is not None
         except StateError:
             return True
-
-    async def _marked(self, message_id: str) -> bool:
-        """Whether an earlier publish of ``message_id`` may have landed (StateError if the
-        store does not answer)."""
-        return await self.store.get(_uncertain(message_id)) is not None

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from mhs.state.base import Claim, ClaimState, StateStore, ttl_ms
+from mhs.state.base import Claim, ClaimState, Settlement, StateStore, ttl_ms
 
 
 @dataclass(slots=True)
@@ -62,28 +62,35 @@ class MemoryStateStore(StateStore):
     def available(self) -> bool:
         return True
 
-    async def claim(self, name: str, *, owner: str, ttl_s: float) -> Claim:
+    async def claim(self, name: str, *, owner: str, ttl_s: float, read: str | None = None) -> Claim:
         ttl_ms(ttl_s)
         now = self._clock()
         self._prune(now)
         key = self.key(name)
+        found = None if read is None else self._values.get(self.key(read))
+        value = None if found is None else found.value
         record = self._records.get(key)
         if record is None:
             self._put(key, _Record("pending", owner, b"", now + ttl_s))
-            return Claim(won=True, state="pending")
+            return Claim(won=True, state="pending", read=value)
         if record.state == "pending" and record.owner == owner:
-            return Claim(won=True, state="pending")
-        return Claim(won=False, state=record.state, value=record.value)
+            return Claim(won=True, state="pending", read=value)
+        return Claim(won=False, state=record.state, value=record.value, read=value)
 
-    async def settle(self, name: str, *, owner: str, ttl_s: float, value: bytes = b"") -> bool:
-        ttl_ms(ttl_s)
+    async def settle_many(self, settlements: Sequence[Settlement]) -> list[bool]:
+        for settlement in settlements:
+            ttl_ms(settlement.ttl_s)
         now = self._clock()
         self._prune(now)
-        key = self.key(name)
+        return [self._settle(settlement, now) for settlement in settlements]
+
+    def _settle(self, settlement: Settlement, now: float) -> bool:
+        key = self.key(settlement.name)
         record = self._records.get(key)
-        if record is not None and record.owner != owner:
+        if record is not None and record.owner != settlement.owner:
             return False
-        self._put(key, _Record("done", owner, value, now + ttl_s))
+        expires_at = now + settlement.ttl_s
+        self._put(key, _Record("done", settlement.owner, settlement.value, expires_at))
         return True
 
     async def release(self, name: str, *, owner: str) -> bool:

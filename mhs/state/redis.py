@@ -25,7 +25,7 @@ from mhs.settings import redact_url
 from mhs.state.base import (
     START_TIMEOUT_S,
     Claim,
-    ClaimState,
+    Settlement,
     StateError,
     StateStore,
     ttl_ms,
@@ -34,26 +34,38 @@ from mhs.state.sentinel import SCHEME as SENTINEL_SCHEME
 from mhs.state.sentinel import parse_sentinel_url
 from mhs.tasks import stop_task
 
+# KEYS[2], when given, is read in the same step (Claim.read): false (nil) if absent.
 _CLAIM = """
+local read = false
+if #KEYS > 1 then
+  read = redis.call('GET', KEYS[2])
+end
 local record = redis.call('HMGET', KEYS[1], 'state', 'owner', 'value')
 if not record[1] then
   redis.call('HSET', KEYS[1], 'state', 'pending', 'owner', ARGV[1])
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return {1, 'pending', ''}
+  return {1, 'pending', '', read}
 end
 if record[1] == 'pending' and record[2] == ARGV[1] then
-  return {1, 'pending', ''}
+  return {1, 'pending', '', read}
 end
-return {0, record[1], record[3] or ''}
+return {0, record[1], record[3] or '', read}
 """
+# One settlement per key: ARGV holds its owner, TTL (ms) and value, three per key.
 _SETTLE = """
-local owner = redis.call('HGET', KEYS[1], 'owner')
-if owner and owner ~= ARGV[1] then
-  return 0
+local settled = {}
+for index = 1, #KEYS do
+  local key, owner = KEYS[index], ARGV[3 * index - 2]
+  local held = redis.call('HGET', key, 'owner')
+  if held and held ~= owner then
+    settled[index] = 0
+  else
+    redis.call('HSET', key, 'state', 'done', 'owner', owner, 'value', ARGV[3 * index])
+    redis.call('PEXPIRE', key, ARGV[3 * index - 1])
+    settled[index] = 1
+  end
 end
-redis.call('HSET', KEYS[1], 'state', 'done', 'owner', ARGV[1], 'value', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
+return settled
 """
 _RELEASE = """
 local record = redis.call('HMGET', KEYS[1], 'state', 'owner')
@@ -101,6 +113,11 @@ return lists
 _ERRORS = (RedisError, OSError, TimeoutError)
 # Items per script call, so that one call never holds Redis for long.
 _APPEND_ITEMS_PER_CALL = 2000
+_SETTLEMENTS_PER_CALL = 500
+# Connections per store. redis-py takes a connection per command in flight and fails a
+# command beyond its pool's limit (100 by default) with MaxConnectionsError, so commands
+# beyond this many wait for a turn instead: a busy inbound MHS queues, it does not refuse.
+CONNECTIONS = 64
 _LENGTH = struct.Struct(">I")
 _T = TypeVar("_T")
 
@@ -112,6 +129,7 @@ def _client(url: str, timeout_s: float) -> tuple[aioredis.Redis, list[aioredis.R
         "socket_connect_timeout": timeout_s,
         "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
         "client_name": "mhs",
+        "max_connections": CONNECTIONS,
     }
     if not url.startswith(f"{SENTINEL_SCHEME}://"):
         return aioredis.Redis.from_url(url, **options), []
@@ -154,6 +172,7 @@ class RedisStateStore(StateStore):
         self._available = False
         self._stopping = False
         self._monitor: asyncio.Task[None] | None = None
+        self._turns = asyncio.Semaphore(CONNECTIONS)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -194,13 +213,28 @@ class RedisStateStore(StateStore):
     def available(self) -> bool:
         return self._available
 
-    async def claim(self, name: str, *, owner: str, ttl_s: float) -> Claim:
-        won, state, value = await self._run(self._claim, name, owner, ttl_ms(ttl_s))
-        found: ClaimState = "done" if state == b"done" else "pending"
-        return Claim(won=bool(won), state=found, value=bytes(value))
+    async def claim(self, name: str, *, owner: str, ttl_s: float, read: str | None = None) -> Claim:
+        keys = [self.key(name)] if read is None else [self.key(name), self.key(read)]
+        won, state, value, found = await self._call(
+            self._claim(keys=keys, args=[owner, ttl_ms(ttl_s)])
+        )
+        return Claim(
+            won=bool(won),
+            state="done" if state == b"done" else "pending",
+            value=bytes(value),
+            read=None if found is None else _bytes(found),
+        )
 
-    async def settle(self, name: str, *, owner: str, ttl_s: float, value: bytes = b"") -> bool:
-        return bool(await self._run(self._settle, name, owner, ttl_ms(ttl_s), value))
+    async def settle_many(self, settlements: Sequence[Settlement]) -> list[bool]:
+        settled: list[bool] = []
+        for start in range(0, len(settlements), _SETTLEMENTS_PER_CALL):
+            chunk = settlements[start : start + _SETTLEMENTS_PER_CALL]
+            args: list[str | int | bytes] = []
+            for settlement in chunk:
+                args += (settlement.owner, ttl_ms(settlement.ttl_s), settlement.value)
+            keys = [self.key(settlement.name) for settlement in chunk]
+            settled += [bool(one) for one in await self._call(self._settle(keys=keys, args=args))]
+        return settled
 
     async def release(self, name: str, *, owner: str) -> bool:
         return bool(await self._run(self._release, name, owner))
@@ -252,7 +286,8 @@ class RedisStateStore(StateStore):
 
     async def _call(self, command: Awaitable[_T]) -> _T:
         try:
-            result = await command
+            async with self._turns:
+                result = await command
         except _ERRORS as error:
             raise self._failed(error) from error
         self._available = True

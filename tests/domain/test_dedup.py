@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import Sequence
 
-from mhs.state import StateError
-from mhs.state.dedup import DuplicateElimination, First, InProgress, Seen
+from mhs.state import Settlement, StateError
+from mhs.state.dedup import NOT_SETTLED, DuplicateElimination, First, InProgress, Seen
 from mhs.state.memory import MemoryStateStore
+
+
+async def delivered(dedup: DuplicateElimination, first: First, ack: bytes) -> None:
+    """Settle ``first`` behind, wait for the write, and check it took."""
+    problems: list[str] = []
+    dedup.settle_behind(first, keep_s=60, acknowledgment=ack, not_settled=problems.append)
+    await dedup.drain(within_s=5)
+    assert problems == []
 
 
 class Clock:
@@ -22,7 +30,7 @@ async def test_the_first_copy_is_delivered_and_later_ones_get_its_acknowledgment
     dedup = DuplicateElimination(MemoryStateStore("t.", clock=clock), pending_ttl_s=30)
     first = await dedup.check("M1")
     assert isinstance(first, First)
-    assert await dedup.delivered(first, keep_s=60, acknowledgment=b"<ack/>")
+    await delivered(dedup, first, b"<ack/>")
     assert await dedup.check("M1") == Seen(b"<ack/>")
     clock.now += 59
     assert await dedup.check("M1") == Seen(b"<ack/>")
@@ -59,7 +67,7 @@ async def test_a_crashed_replicas_claim_expires() -> None:
     clock.now += 31
     again = await survivor.check("M1")
     assert isinstance(again, First)
-    assert await survivor.delivered(again, keep_s=60, acknowledgment=b"")
+    await delivered(survivor, again, b"")
     assert await crashed.check("M1") == Seen(b"")
 
 
@@ -88,7 +96,7 @@ async def test_after_an_unconfirmed_publish_the_next_copy_is_delivered_flagged()
     assert isinstance(again, First)
     assert again.possible_duplicate
     assert await replica_a.check("M1") == InProgress()
-    assert await replica_b.delivered(again, keep_s=60, acknowledgment=b"<ack/>")
+    await delivered(replica_b, again, b"<ack/>")
     assert await replica_a.check("M1") == Seen(b"<ack/>")
     assert not (await replica_a.possible_duplicate("M2"))
 
@@ -138,14 +146,77 @@ async def test_without_a_claim_the_mark_is_read_and_unknown_counts_as_possible()
     assert await dedup.possible_duplicate("M2")
 
 
-async def test_a_claim_whose_mark_cannot_be_read_is_given_up() -> None:
+async def test_the_claim_reads_the_mark_in_its_own_step() -> None:
     store = Failing("t.")
     dedup = DuplicateElimination(store, pending_ttl_s=30)
+    await dedup.uncertain("M1", None, keep_s=60)
+    store.down = True  # a separate read would fail: the claim needs none
+    first = await dedup.check("M1")
+    assert isinstance(first, First)
+    assert first.possible_duplicate
+
+
+class Counting(MemoryStateStore):
+    """The in-process store counting its settle calls, failing them while ``down``."""
+
+    calls = 0
+    down = False
+
+    async def settle_many(self, settlements: Sequence[Settlement]) -> list[bool]:
+        self.calls += 1
+        if self.down:
+            raise StateError("the store did not answer")
+        return await super().settle_many(settlements)
+
+
+async def test_settlements_are_written_behind_many_in_one_call() -> None:
+    store = Counting("t.")
+    dedup = DuplicateElimination(store, pending_ttl_s=30, replica="a")
+    other = DuplicateElimination(store, pending_ttl_s=30, replica="b")
+    firsts = [await dedup.check(f"M{n}") for n in range(50)]
+    problems: list[str] = []
+    for n, first in enumerate(firsts):
+        assert isinstance(first, First)
+        ack = f"<ack {n}/>".encode()
+        dedup.settle_behind(first, keep_s=60, acknowledgment=ack, not_settled=problems.append)
+    # Not written yet: this replica answers a copy itself; another finds it pending.
+    assert await dedup.check("M7") == Seen(b"<ack 7/>")
+    assert await other.check("M7") == InProgress()
+    await dedup.drain(within_s=5)
+    assert problems == []
+    assert store.calls == 1
+    assert await other.check("M7") == Seen(b"<ack 7/>")
+
+
+async def test_a_settlement_that_fails_is_reported_and_the_claim_stays_pending() -> None:
+    store = Counting("t.")
+    dedup = DuplicateElimination(store, pending_ttl_s=30)
+    first = await dedup.check("M1")
+    assert isinstance(first, First)
     store.down = True
-    with pytest.raises(StateError):
-        await dedup.check("M1")
+    problems: list[str] = []
+    dedup.settle_behind(first, keep_s=60, acknowledgment=b"<ack/>", not_settled=problems.append)
+    await dedup.drain(within_s=5)
+    assert problems == ["the store did not answer"]
     store.down = False
-    assert isinstance(await dedup.check("M1"), First)  # not left pending for its TTL
+    # Nothing answers for it now: copies come back later until the pending TTL passes.
+    assert await dedup.check("M1") == InProgress()
+
+
+async def test_a_settlement_after_another_copy_took_the_claim_is_reported() -> None:
+    clock = Clock()
+    store = MemoryStateStore("t.", clock=clock)
+    slow = DuplicateElimination(store, pending_ttl_s=30, replica="slow")
+    fast = DuplicateElimination(store, pending_ttl_s=30, replica="fast")
+    late = await slow.check("M1")
+    assert isinstance(late, First)
+    clock.now += 31
+    taken = await fast.check("M1")
+    assert isinstance(taken, First)
+    problems: list[str] = []
+    slow.settle_behind(late, keep_s=60, acknowledgment=b"", not_settled=problems.append)
+    await slow.drain(within_s=5)
+    assert problems == [NOT_SETTLED]
 
 
 class NoRelease(MemoryStateStore):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from mhs.state import Claim, StateStore, create_state_store
+from mhs.state import Claim, Settlement, StateStore, create_state_store
 from mhs.state.redis import RedisStateStore
 
 from .conftest import StoreFactory
@@ -88,6 +88,51 @@ async def test_a_slow_holder_settles_an_expired_claim_nobody_took(store: StateSt
     await expire(store, "m-1")
     assert await store.settle("m-1", owner="slow", ttl_s=30, value=b"v")
     assert await store.claim("m-1", owner="b", ttl_s=30) == Claim(False, "done", b"v")
+
+
+async def test_a_claim_reads_a_value_in_the_same_step(store: StateStore) -> None:
+    assert (await store.claim("m-1", owner="a", ttl_s=30, read="mark-1")).read is None
+    await store.put("mark-2", b"\x00marked\xff", ttl_s=30)
+    won = await store.claim("m-2", owner="a", ttl_s=30, read="mark-2")
+    assert won == Claim(True, "pending", read=b"\x00marked\xff")
+    lost = await store.claim("m-2", owner="b", ttl_s=30, read="mark-2")
+    assert lost == Claim(False, "pending", read=b"\x00marked\xff")
+    assert (await store.claim("m-3", owner="a", ttl_s=30)).read is None  # not asked
+
+
+async def test_many_claims_settle_in_one_call_each_on_its_own(store: StateStore) -> None:
+    for name in ("m-1", "m-2", "m-3"):
+        await store.claim(name, owner="a", ttl_s=30)
+    await store.claim("m-4", owner="b", ttl_s=30)
+    settled = await store.settle_many(
+        [
+            Settlement("m-1", "a", 60, b"one"),
+            Settlement("m-4", "a", 60, b"not a's"),
+            Settlement("m-2", "a", 60, b""),
+            Settlement("m-5", "a", 60, b"nobody held it"),
+        ]
+    )
+    assert settled == [True, False, True, True]
+    assert await store.claim("m-1", owner="c", ttl_s=30) == Claim(False, "done", b"one")
+    assert await store.claim("m-4", owner="c", ttl_s=30) == Claim(False, "pending")
+    assert (await store.claim("m-2", owner="c", ttl_s=30)).state == "done"
+    assert (await store.claim("m-3", owner="c", ttl_s=30)).state == "pending"
+    assert (await store.claim("m-5", owner="c", ttl_s=30)).value == b"nobody held it"
+    assert await store.settle_many([]) == []
+
+
+async def test_a_settlement_batch_over_one_call_arrives_whole(store: StateStore) -> None:
+    names = [f"m-{n}" for n in range(1200)]
+    settled = await store.settle_many([Settlement(name, "a", 60, name.encode()) for name in names])
+    assert settled == [True] * len(names)
+    for name in (names[0], names[777], names[-1]):
+        assert (await store.claim(name, owner="b", ttl_s=30)).value == name.encode()
+
+
+async def test_commands_beyond_the_connection_pool_wait_their_turn(store: StateStore) -> None:
+    # redis-py fails a command beyond its pool (MaxConnectionsError); ours queue instead.
+    claims = await asyncio.gather(*(store.claim(f"m-{n}", owner="a", ttl_s=30) for n in range(300)))
+    assert all(claim.won for claim in claims)
 
 
 async def test_concurrent_claims_from_replicas_have_one_winner(

@@ -78,9 +78,10 @@ def create_inbound_app(
 async def _dedup_ctx(app: web.Application) -> AsyncIterator[None]:
     async with opened_state_store(app) as store:
         ttl_s = app[SETTINGS].dedup_pending_ttl_s
-        app[DEDUP] = DuplicateElimination(store, pending_ttl_s=ttl_s)
+        dedup = app[DEDUP] = DuplicateElimination(store, pending_ttl_s=ttl_s)
         app[READINESS].append(lambda: None if store.available else "state store not answering")
         yield
+        await dedup.drain(within_s=app[SETTINGS].shutdown_timeout_s)
 
 
 def _nack(message: EbxmlMessage, description: str) -> web.Response:
@@ -294,7 +295,7 @@ async def _publish(
                 await app[DEDUP].failed(claim)
         return str(error), queue
     if claim is not None:
-        await _settle(app, claim, keep, ack, fields)
+        _settle(app, claim, keep, ack, fields)
     return None, queue
 
 
@@ -351,29 +352,24 @@ async def _claim(
     return found
 
 
-async def _settle(
+def _settle(
     app: web.Application,
     claim: First,
     keep: timedelta,
     acknowledgment: bytes,
     fields: dict[str, str | None],
 ) -> None:
-    """Record the delivered message as done. It is on its queue whatever the store says,
-    so a store failure here is logged, not answered as an error: an error would make the
-    sender send a copy that, once the pending claim expired, would be delivered again."""
-    try:
-        settled = await app[DEDUP].delivered(
-            claim, keep_s=keep.total_seconds(), acknowledgment=acknowledgment
-        )
-    except StateError as error:
-        app[LOG].warning(Event.INBOUND_CLAIM_NOT_SETTLED, reason=str(error), **fields)
-        return
-    if not settled:
-        app[LOG].warning(
-            Event.INBOUND_CLAIM_NOT_SETTLED,
-            reason="the pending claim expired and another copy took it",
-            **fields,
-        )
+    """Record the delivered message as done, written behind the answer. It is on its
+    queue whatever the store says, so a store failure is logged, not answered as an
+    error: an error would make the sender send a copy that, once the pending claim
+    expired, would be delivered again."""
+
+    def not_settled(reason: str) -> None:
+        app[LOG].warning(Event.INBOUND_CLAIM_NOT_SETTLED, reason=reason, **fields)
+
+    app[DEDUP].settle_behind(
+        claim, keep_s=keep.total_seconds(), acknowledgment=acknowledgment, not_settled=not_settled
+    )
 
 
 def _int_header(value: str | None) -> int | None:
