@@ -7,6 +7,7 @@ message from its POST to its arrival. See docs/performance.md for what the figur
     scripts/bench                      # yardstick vs product, human-readable
     scripts/bench --json               # one JSON object
     scripts/bench --scaling            # also 10 / 1,000 / 10,000 hosted instances
+    scripts/bench --state-url redis://127.0.0.1:6379/0   # the product on Redis
     scripts/bench --messages 300 --json --no-half-rate   # the CI smoke
 """
 
@@ -355,6 +356,7 @@ async def product(
     hosted: int = 32,
     profile: Path | None = None,
     workers: int = 1,
+    state_url: str | None = None,
 ) -> AsyncIterator[System]:
     """The product's four roles, each in its own process (``workers`` delivery workers),
     with everything on."""
@@ -379,6 +381,8 @@ async def product(
         "MHS_LOG_LEVEL": "INFO",
         "MHS_LOG_FORMAT": "json",
     }
+    if state_url is not None:
+        env["MHS_STATE_URL"] = state_url
     parties = sorted(directory.parties, key=lambda p: p.asid)
     step = max(1, len(parties) // RECIPIENT_POOL)
     recipients = parties[::step][:RECIPIENT_POOL]
@@ -468,6 +472,8 @@ async def _measure(
     }
     if rate:
         phases["half"] = await _half_rate(driver, system, args, rate)
+        # And at half its own capacity: the latency of a message, not of a queue.
+        phases["own_half"] = await _half_rate(driver, system, args, load.mps / 2)
     return phases
 
 
@@ -517,7 +523,13 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                         ys["half"] = await _half_rate(driver, system, args, half_rate)
                 prefix = f"bench-{run}.p."
                 async with product(
-                    session, args.broker, prefix, args.size, log_dir, profile=args.profile
+                    session,
+                    args.broker,
+                    prefix,
+                    args.size,
+                    log_dir,
+                    profile=args.profile,
+                    state_url=args.state_url,
                 ) as system:
                     queues += system.owned
                     pr = await _measure(driver, system, args, half_rate)
@@ -571,6 +583,9 @@ def _record(result: dict[str, Any], ys: dict[str, Phase], pr: dict[str, Phase]) 
             yardstick_half_rate_p99_ms=ys["half"].p99_ms,
             product_half_rate_p99_ms=pr["half"].p99_ms,
             half_rate_p99_ratio=_ratio(pr["half"].p99_ms, ys["half"].p99_ms),
+            product_own_half_rate_mps=round(pr["load"].mps / 2, 1),
+            product_own_half_rate_p99_ms=pr["own_half"].p99_ms,
+            own_half_rate_p99_ratio=_ratio(pr["own_half"].p99_ms, ys["half"].p99_ms),
         )
 
 
@@ -707,6 +722,14 @@ def _print(result: dict[str, Any]) -> None:
                 result["half_rate_p99_ratio"],
             )
         )
+        rows.append(
+            (
+                "p99 ms at half its own rate",
+                result["yardstick_half_rate_p99_ms"],
+                result["product_own_half_rate_p99_ms"],
+                result["own_half_rate_p99_ratio"],
+            )
+        )
     print(f"{'':28}{'yardstick':>12}{'product':>12}{'ratio':>8}")
     for name, ys, pr, ratio in rows:
         print(f"{name:28}{ys:>12}{pr:>12}{ratio:>8}")
@@ -735,6 +758,12 @@ def main() -> None:
         type=int,
         default=1,
         help="recipient queues the yardstick's inbound spreads messages over (the product: 64)",
+    )
+    parser.add_argument(
+        "--state-url",
+        default=None,
+        help="the product's state store (MHS_STATE_URL), e.g. redis://127.0.0.1:6379/0 as "
+        "replicas need; unset: in-process",
     )
     parser.add_argument("--scaling", action="store_true")
     parser.add_argument(
