@@ -134,8 +134,8 @@ def read_header(root: etree._Element, where: str) -> MessageHeader:
 
 def manifest_descriptions(root: etree._Element) -> dict[str, str]:
     """Each manifest Reference's description, keyed by the content id its ``cid:`` names."""
-    body = root.find(SOAP_BODY)
-    manifest = body.find(MANIFEST) if body is not None else None
+    body = _child(root, SOAP_BODY)
+    manifest = _child(body, MANIFEST) if body is not None else None
     if manifest is None:
         return {}
     descriptions: dict[str, str] = {}
@@ -153,8 +153,8 @@ def _attribute(element: etree._Element, name: str) -> str | None:
 
 def ebxml_errors(root: etree._Element) -> tuple[ErrorDetail, ...] | None:
     """The eb:ErrorList's errors, or None when the envelope has no ErrorList."""
-    soap_header = root.find(SOAP_HEADER)
-    error_list = soap_header.find(ERROR_LIST) if soap_header is not None else None
+    soap_header = _child(root, SOAP_HEADER)
+    error_list = _child(soap_header, ERROR_LIST) if soap_header is not None else None
     if error_list is None:
         return None
     return tuple(
@@ -172,8 +172,8 @@ def ebxml_errors(root: etree._Element) -> tuple[ErrorDetail, ...] | None:
 
 def soap_fault_errors(root: etree._Element) -> tuple[ErrorDetail, ...] | None:
     """The nasp errors of a SOAP:Fault in the body, or None when there is no fault."""
-    body = root.find(SOAP_BODY)
-    fault = body.find(SOAP_FAULT) if body is not None else None
+    body = _child(root, SOAP_BODY)
+    fault = _child(body, SOAP_FAULT) if body is not None else None
     if fault is None:
         return None
     return tuple(

@@ -62,7 +62,7 @@ def create_gp_provider_app(
     app.cleanup_ctx.append(audit_ctx)
     # Outermost, so that the client-certificate refusals below it are audited too.
     app.middlewares.append(audited)
-    app.middlewares.append(only_from_spine_proxy(_refuse))
+    only_from_spine_proxy(app, _refuse)
     app.router.add_get("/audit", audit_trail)
     app.router.add_route("*", "/{tail:.*}", answer)
     return app

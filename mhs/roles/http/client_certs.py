@@ -25,10 +25,15 @@ def client_certificate(request: web.Request) -> ClientCertificate | None:
     return ClientCertificate(certificate_names(request.transport.get_extra_info("peercert")))
 
 
-def only_from_spine_proxy(refuse: Refuse) -> Middleware:
-    """A middleware refusing (496 none, 495 wrong name) any client but the Spine proxy,
-    whose certificate must name MHS_SPINE_PROXY_FQDN. Does nothing with TLS off."""
+def only_from_spine_proxy(app: web.Application, refuse: Refuse) -> None:
+    """With TLS on, refuse (496 none, 495 wrong name) any client of ``app`` but the Spine
+    proxy, whose certificate must name MHS_SPINE_PROXY_FQDN. With TLS off there is nobody
+    to tell apart, and no middleware on every request's path."""
+    if app[SETTINGS].tls:
+        app.middlewares.append(_spine_proxy_only(refuse))
 
+
+def _spine_proxy_only(refuse: Refuse) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         client = client_certificate(request)

@@ -70,7 +70,7 @@ def create_inbound_app(
     app = create_role_app(ROLE, settings, directory, broker, log)
     app[SERVED] = served
     app.cleanup_ctx.append(_dedup_ctx)
-    app.middlewares.append(only_from_spine_proxy(text_refusal(Event.INBOUND_REFUSED)))
+    only_from_spine_proxy(app, text_refusal(Event.INBOUND_REFUSED))
     app.router.add_post("/{tail:.*}", receive)
     return app
 
