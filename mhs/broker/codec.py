@@ -7,6 +7,7 @@ import struct
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -67,19 +68,24 @@ def amqp10_application_properties(properties: Mapping[str, str]) -> bytearray:
     0x74 holding a map of string keys to string values (AMQP 1.0 part 3, types and
     messaging). A bytearray, because pamqp sends that, and only that, as an AMQP byte
     array ('x'); text would go as UTF-8 and arrive changed."""
-    items = b"".join(_amqp10_string(k) + _amqp10_string(v) for k, v in properties.items())
+    items = b"".join(_amqp10_key(k) + _amqp10_string(v.encode()) for k, v in properties.items())
     count = 2 * len(properties)  # a map counts keys and values
     if len(items) + 1 <= 0xFF and count <= 0xFF:
-        encoded = b"\xc1" + struct.pack(">BB", len(items) + 1, count) + items  # map8
+        encoded = b"\xc1" + bytes((len(items) + 1, count)) + items  # map8
     else:
         encoded = b"\xd1" + struct.pack(">II", len(items) + 4, count) + items  # map32
     return bytearray(b"\x00\x53\x74" + encoded)  # descriptor: smallulong 0x74
 
 
-def _amqp10_string(text: str) -> bytes:
-    data = text.encode()
+@lru_cache(maxsize=256)
+def _amqp10_key(text: str) -> bytes:
+    # Every message carries the same few names.
+    return _amqp10_string(text.encode())
+
+
+def _amqp10_string(data: bytes) -> bytes:
     if len(data) <= 0xFF:
-        return b"\xa1" + struct.pack(">B", len(data)) + data  # str8-utf8
+        return b"\xa1" + bytes((len(data),)) + data  # str8-utf8
     return b"\xb1" + struct.pack(">I", len(data)) + data  # str32-utf8
 
 

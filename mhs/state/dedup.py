@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,7 +76,10 @@ class DuplicateElimination:
     def __init__(self, store: StateStore, *, pending_ttl_s: float, replica: str = "") -> None:
         self.store = store
         self.pending_ttl_s = pending_ttl_s
-        self._replica = replica or uuid.uuid4().hex[:8]
+        # Owners are this replica's id and a serial: unique across replicas and restarts
+        # without a random number per message.
+        self._replica = replica or uuid.uuid4().hex
+        self._serial = itertools.count(1)
         # Settlements waiting to be written and being written, with what to call if one
         # fails, by message id (a copy meanwhile gets the Acknowledgment they hold).
         self._unwritten: dict[str, tuple[Settlement, Callable[[str], None]]] = {}
@@ -91,7 +95,7 @@ class DuplicateElimination:
         unwritten = self._unwritten.get(message_id) or self._in_flight.get(message_id)
         if unwritten is not None:
             return Seen(unwritten[0].value)
-        owner = f"{self._replica}:{uuid.uuid4().hex}"
+        owner = f"{self._replica}:{next(self._serial)}"
         # The uncertain mark is read in the claim's own step: a copy whose confirm was lost
         # marks the id before it releases the claim, so whoever wins next sees the mark.
         claim = await self.store.claim(
