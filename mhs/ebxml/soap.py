@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from mhs.ebxml.hl7 import first_asid
+from mhs.ebxml.hl7 import RECEIVER, SENDER, first_asid
 from mhs.ebxml.model import ASID_ROOT, NS_HL7, NS_SOAP, EbxmlError
 from mhs.ebxml.safexml import parse_xml, text_of
 
@@ -94,8 +94,8 @@ def read_sync(body: bytes, where: str) -> SyncMessage:
     return SyncMessage(
         message_id=message_id.removeprefix("uuid:"),
         action=action,
-        from_asid=first_asid(header, f"{_H}communicationFunctionSnd/{_H}device/{_H}id"),
-        to_asid=first_asid(header, f"{_H}communicationFunctionRcv/{_H}device/{_H}id"),
+        from_asid=first_asid(header.iterchildren(SENDER)),
+        to_asid=first_asid(header.iterchildren(RECEIVER)),
         payload=content[0],
         relates_to=relates_to.removeprefix("uuid:") if relates_to else None,
     )
