@@ -99,7 +99,9 @@ class OutboundRecord(BaseModel):
     ) -> OutboundRecord:
         """The record for a message from ``sender`` to ``recipient``, identities taken from
         the directory's parties (never from the request)."""
-        return cls(
+        # Every part is validated already (the parties by the topology loader, the rest by
+        # OutboundRequest and the outbound MHS), so nothing is validated twice.
+        return cls.model_construct(
             message_id=message_id,
             correlation_id=message_id if correlation_id is None else correlation_id,
             interaction_id=interaction_id,
