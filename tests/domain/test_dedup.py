@@ -72,14 +72,22 @@ async def test_a_crashed_replicas_claim_expires() -> None:
 
 
 class Failing(MemoryStateStore):
-    """The in-process store with reads that fail while ``down`` is set."""
+    """The in-process store whose reads and settlements fail while ``down`` is set; it
+    counts its settle calls."""
 
     down = False
+    settle_calls = 0
 
     async def get(self, name: str) -> bytes | None:
         if self.down:
             raise StateError("the store did not answer")
         return await super().get(name)
+
+    async def settle_many(self, settlements: Sequence[Settlement]) -> list[bool]:
+        self.settle_calls += 1
+        if self.down:
+            raise StateError("the store did not answer")
+        return await super().settle_many(settlements)
 
 
 async def test_after_an_unconfirmed_publish_the_next_copy_is_delivered_flagged() -> None:
@@ -156,21 +164,8 @@ async def test_the_claim_reads_the_mark_in_its_own_step() -> None:
     assert first.possible_duplicate
 
 
-class Counting(MemoryStateStore):
-    """The in-process store counting its settle calls, failing them while ``down``."""
-
-    calls = 0
-    down = False
-
-    async def settle_many(self, settlements: Sequence[Settlement]) -> list[bool]:
-        self.calls += 1
-        if self.down:
-            raise StateError("the store did not answer")
-        return await super().settle_many(settlements)
-
-
 async def test_settlements_are_written_behind_many_in_one_call() -> None:
-    store = Counting("t.")
+    store = Failing("t.")
     dedup = DuplicateElimination(store, pending_ttl_s=30, replica="a")
     other = DuplicateElimination(store, pending_ttl_s=30, replica="b")
     firsts = [await dedup.check(f"M{n}") for n in range(50)]
@@ -184,12 +179,12 @@ async def test_settlements_are_written_behind_many_in_one_call() -> None:
     assert await other.check("M7") == InProgress()
     await dedup.drain(within_s=5)
     assert problems == []
-    assert store.calls == 1
+    assert store.settle_calls == 1
     assert await other.check("M7") == Seen(b"<ack 7/>")
 
 
 async def test_a_settlement_that_fails_is_reported_and_the_claim_stays_pending() -> None:
-    store = Counting("t.")
+    store = Failing("t.")
     dedup = DuplicateElimination(store, pending_ttl_s=30)
     first = await dedup.check("M1")
     assert isinstance(first, First)
