@@ -206,8 +206,11 @@ class Settings(BaseSettings):
     def _known_scheme(cls, value: str | None) -> str | None:
         if value in (None, "", "memory://"):
             return None
-        for url in value.split(","):
-            if urlsplit(url.strip()).scheme not in ("amqp", "amqps"):
+        urls = broker_urls(value)
+        if not urls:
+            raise ValueError("broker_url holds no URL: give amqp://... (or leave it unset)")
+        for url in urls:
+            if urlsplit(url).scheme not in ("amqp", "amqps"):
                 raise ValueError(
                     "broker_url must start with amqp:// or amqps:// (or be unset); a cluster "
                     "is several such URLs, comma-separated"
@@ -306,6 +309,12 @@ def _redact(value: Any) -> Any:
     if isinstance(value, list):
         return [_redact(item) for item in value]
     return value
+
+
+def broker_urls(url: str) -> list[str]:
+    """The node URLs of a broker URL: one, or a cluster's, comma-separated (blanks and a
+    trailing comma ignored)."""
+    return [part.strip() for part in url.split(",") if part.strip()]
 
 
 def redact_url(url: str) -> str:

@@ -19,7 +19,7 @@ from aio_pika.abc import AbstractRobustConnection
 from yarl import URL
 
 from mhs.broker.rabbitmq_channels import LINK_ERRORS, login_refused, unreachable
-from mhs.settings import redact_url
+from mhs.settings import broker_urls, redact_url
 
 
 class Nodes:
@@ -28,7 +28,7 @@ class Nodes:
     (RabbitMQ puts a new queue's leader on the declaring client's node)."""
 
     def __init__(self, url: str) -> None:
-        self.urls = [part.strip() for part in url.split(",") if part.strip()]
+        self.urls = broker_urls(url)
         if not self.urls:
             raise ValueError("no broker URL given")
         self._turn = random.randrange(len(self.urls))  # noqa: S311 - spreading, not secrecy

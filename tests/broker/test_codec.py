@@ -19,6 +19,8 @@ from mhs.broker.codec import (
 from mhs.broker.factory import create_broker
 from mhs.broker.memory import MemoryBroker
 from mhs.broker.rabbitmq import RabbitMqBroker
+from mhs.broker.rabbitmq_nodes import Nodes
+from mhs.settings import Settings
 
 
 def test_received_headers_become_header_values() -> None:
@@ -91,3 +93,13 @@ def test_the_factory_picks_the_transport_from_the_url() -> None:
     assert not rabbit.is_connected
     with pytest.raises(ValueError, match="amqp"):
         create_broker("http://rabbit/", connection_name="t")
+
+
+def test_settings_and_the_broker_read_a_node_list_alike() -> None:
+    url = "amqp://a:5672/, amqp://b:5672/,"  # blanks and a trailing comma are ignored
+    assert Nodes(Settings(broker_url=url).broker_url or "").urls == [
+        "amqp://a:5672/",
+        "amqp://b:5672/",
+    ]
+    with pytest.raises(ValueError, match="broker_url holds no URL"):
+        Settings(broker_url=" , ")
