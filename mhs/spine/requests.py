@@ -91,17 +91,40 @@ def ebxml_request(
         interaction_id=action,
         path=SPINE_PATHS[interaction.pattern],
         body=body,
-        headers={
-            "Content-Type": content_type,
-            "SOAPAction": f"{interaction.service}/{action}",
-            "Ssp-From": route.from_asid,
-            "Ssp-To": route.to_asid,
-            "Ssp-InteractionID": action,
-            "Message-Id": message_id,
-            "Correlation-Id": conversation_id,
-            "Interaction-Id": action,
-        },
+        headers=spine_headers(
+            content_type=content_type,
+            soap_action=f"{interaction.service}/{action}",
+            from_asid=route.from_asid,
+            to_asid=route.to_asid,
+            interaction_id=action,
+            message_id=message_id,
+            correlation_id=conversation_id,
+        ),
     )
+
+
+def spine_headers(
+    *,
+    content_type: str,
+    soap_action: str,
+    from_asid: str,
+    to_asid: str,
+    interaction_id: str,
+    message_id: str,
+    correlation_id: str,
+) -> dict[str, str]:
+    """The HTTP headers of a request to Spine: the SSP's (less the per-attempt trace id)
+    and, as the NHS adaptor adds them, its tracking ids."""
+    return {
+        "Content-Type": content_type,
+        "SOAPAction": soap_action,
+        "Ssp-From": from_asid,
+        "Ssp-To": to_asid,
+        "Ssp-InteractionID": interaction_id,
+        "Message-Id": message_id,
+        "Correlation-Id": correlation_id,
+        "Interaction-Id": interaction_id,
+    }
 
 
 def spine_request(

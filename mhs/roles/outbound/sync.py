@@ -24,7 +24,7 @@ from mhs.reliability.errors import error_items
 from mhs.roles.common import LOG, SETTINGS, text_error
 from mhs.roles.outbound.acceptance import spine_errors
 from mhs.roles.outbound.gpconnect import PROXY_SESSION
-from mhs.spine.requests import SPINE_PATHS
+from mhs.spine.requests import SPINE_PATHS, spine_headers
 
 
 def _request(record: OutboundRecord, interaction: Interaction) -> tuple[bytes, dict[str, str]]:
@@ -36,17 +36,16 @@ def _request(record: OutboundRecord, interaction: Interaction) -> tuple[bytes, d
         to_asid=record.to_asid,
         payload=hl7_element(record.payload, "the HL7 payload"),
     )
-    headers = {
-        "Content-Type": "text/xml; charset=utf-8",
-        "SOAPAction": action,
-        "Ssp-From": record.from_asid,
-        "Ssp-To": record.to_asid,
-        "Ssp-InteractionID": record.interaction_id,
-        "Ssp-TraceID": new_id(),
-        "Message-Id": record.message_id,
-        "Correlation-Id": record.correlation_id,
-        "Interaction-Id": record.interaction_id,
-    }
+    headers = spine_headers(
+        content_type="text/xml; charset=utf-8",
+        soap_action=action,
+        from_asid=record.from_asid,
+        to_asid=record.to_asid,
+        interaction_id=record.interaction_id,
+        message_id=record.message_id,
+        correlation_id=record.correlation_id,
+    )
+    headers["Ssp-TraceID"] = new_id()
     return build_sync(message, to=interaction.service), headers
 
 
