@@ -32,7 +32,7 @@ from mhs.chaos.tap import Tap
 from mhs.directory import Directory, load_topology
 from mhs.directory.catalogue import set_reliability
 from mhs.directory.loader import DEFAULT_TOPOLOGY
-from mhs.messages.queues import namespace_queues
+from mhs.messages.queues import delete_namespace_queues
 from mhs.settings import Settings
 
 # Retry rules that finish in seconds under faults: two interactions retry in the worker,
@@ -226,8 +226,7 @@ class ChaosCluster:
 
     async def remove_traces(self, broker: Broker) -> None:
         """Delete this run's queues and state keys."""
-        for queue in namespace_queues(self.settings, self.directory):
-            await broker.delete_queue(queue)
+        await delete_namespace_queues(broker, self.settings, self.directory)
         client = aioredis.Redis.from_url(self.config.state_url)
         try:
             keys = [key async for key in client.scan_iter(match=f"{self.config.queue_prefix}*")]

@@ -66,3 +66,10 @@ def namespace_queues(settings: Settings, directory: Directory) -> list[str]:
     }
     names += [settings.delay_queue(Retry(s, in_process=False).delay_ms) for s in sorted(intervals)]
     return names
+
+
+async def delete_namespace_queues(broker: Broker, settings: Settings, directory: Directory) -> None:
+    """Delete every queue of ``namespace_queues``: a run with a namespace of its own
+    leaves nothing behind."""
+    for queue in namespace_queues(settings, directory):
+        await broker.delete_queue(queue)

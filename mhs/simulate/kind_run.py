@@ -21,7 +21,7 @@ import orjson
 from mhs.broker import Broker
 from mhs.broker.factory import broker_for
 from mhs.directory import Directory
-from mhs.messages.queues import namespace_queues
+from mhs.messages.queues import delete_namespace_queues
 from mhs.provider.records import patients_of
 from mhs.runner import Cluster, RoleName
 from mhs.settings import Settings
@@ -227,8 +227,7 @@ async def _remove_queues(settings: Settings, directory: Directory, cluster: Clus
     if cluster.shared_broker is None:
         await client.start()
     try:
-        for queue in namespace_queues(settings, directory):
-            await client.delete_queue(queue)
+        await delete_namespace_queues(client, settings, directory)
     finally:
         if cluster.shared_broker is None:
             await client.stop()

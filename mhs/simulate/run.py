@@ -14,7 +14,7 @@ import aiohttp
 from mhs.broker import Broker, Delivery
 from mhs.broker.factory import broker_for
 from mhs.directory import Directory
-from mhs.messages.queues import instance_queues, namespace_queues
+from mhs.messages.queues import delete_namespace_queues, instance_queues
 from mhs.runner import Cluster
 from mhs.settings import Settings
 from mhs.simulate.plan import Planned, plan_traffic
@@ -149,8 +149,7 @@ async def simulate(
             last = max([*timing.arrived_at.values(), started])
     finally:
         await observer.stop()
-        for queue in namespace_queues(settings, directory):
-            await client.delete_queue(queue)
+        await delete_namespace_queues(client, settings, directory)
         if cluster.shared_broker is None:
             await client.stop()
         await cluster.stop()

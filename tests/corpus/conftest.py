@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 
 from mhs.broker.factory import create_broker
 from mhs.directory import load_topology
-from mhs.messages.queues import namespace_queues
+from mhs.messages.queues import delete_namespace_queues
 from mhs.runner import Cluster, RoleName
 from mhs.settings import Settings
 from tests.roles.conftest import Harness, harness_factory
@@ -45,7 +45,6 @@ async def corpus_harness(rabbitmq_url: str) -> AsyncIterator[Harness]:
             yield harness
         finally:
             await harness.http.close()
-            for queue in namespace_queues(settings, directory):
-                await broker.delete_queue(queue)
+            await delete_namespace_queues(broker, settings, directory)
             await broker.stop()
             await cluster.stop()

@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mhs.broker import Broker
 from mhs.broker.factory import create_broker
 from mhs.directory import load_topology
-from mhs.messages.queues import namespace_queues
+from mhs.messages.queues import delete_namespace_queues
 from mhs.observe.logs import configure_logging
 from mhs.settings import Settings
 from tests.roles.conftest import harness_factory
@@ -272,6 +272,5 @@ async def queues(served: Served, rabbitmq_url: str) -> AsyncIterator[Broker]:
 async def _delete_queues(rabbitmq_url: str, settings: Settings) -> None:
     broker = create_broker(rabbitmq_url, connection_name="mhs-test-client")
     await broker.start()
-    for queue in namespace_queues(settings, load_topology()):
-        await broker.delete_queue(queue)
+    await delete_namespace_queues(broker, settings, load_topology())
     await broker.stop()

@@ -18,7 +18,7 @@ from mhs.broker.factory import create_broker
 from mhs.directory import Directory, load_topology
 from mhs.ebxml import MessageHeader, SpineReply, build_request, classify_reply
 from mhs.ids import new_id
-from mhs.messages.queues import declare_known, namespace_queues
+from mhs.messages.queues import declare_known, delete_namespace_queues
 from mhs.runner import ROLES, Cluster, RoleName
 from mhs.settings import Settings
 
@@ -192,8 +192,7 @@ async def harness_factory(rabbitmq_url: str, unique: str) -> AsyncIterator[Calla
         yield start
         for harness in started:
             await harness.http.close()
-            for queue in namespace_queues(harness.settings, harness.directory):
-                await harness.broker.delete_queue(queue)
+            await delete_namespace_queues(harness.broker, harness.settings, harness.directory)
             if harness.cluster.shared_broker is None:
                 await harness.broker.stop()
             await harness.cluster.stop()
