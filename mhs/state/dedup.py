@@ -37,6 +37,8 @@ from mhs.state import Settlement, StateError, StateStore
 from mhs.tasks import stop_task
 
 NOT_SETTLED = "the pending claim expired and another copy took it"
+# How long settlements gather before they are written: one store call per this long at most.
+SETTLE_LINGER_S = 0.01
 
 
 def _uncertain(message_id: str) -> str:
@@ -73,9 +75,17 @@ class InProgress:
 class DuplicateElimination:
     """Claims on message ids in a state store shared by every inbound replica."""
 
-    def __init__(self, store: StateStore, *, pending_ttl_s: float, replica: str = "") -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        *,
+        pending_ttl_s: float,
+        replica: str = "",
+        linger_s: float = SETTLE_LINGER_S,
+    ) -> None:
         self.store = store
         self.pending_ttl_s = pending_ttl_s
+        self._linger_s = linger_s
         # Owners are this replica's id and a serial: unique across replicas and restarts
         # without a random number per message.
         self._replica = replica or uuid.uuid4().hex
@@ -116,8 +126,8 @@ class DuplicateElimination:
         acknowledgment: bytes,
         not_settled: Callable[[str], None],
     ) -> None:
-        """Record the message as delivered for ``keep_s``, written behind: with others in
-        one store call as soon as the one before it returns. ``not_settled`` is called with
+        """Record the message as delivered for ``keep_s``, written behind: with those that
+        gather within ``SETTLE_LINGER_S``, in one store call. ``not_settled`` is called with
         the reason if the store fails or another copy took the claim meanwhile (this one
         outlived its pending TTL)."""
         settlement = Settlement(self._name(first.message_id), first.owner, keep_s, acknowledgment)
@@ -128,6 +138,8 @@ class DuplicateElimination:
     async def _write(self) -> None:
         try:
             while self._unwritten:
+                # Let a busy replica's settlements gather: fewer, larger store calls.
+                await asyncio.sleep(self._linger_s)
                 batch = self._in_flight = self._unwritten
                 self._unwritten = {}
                 try:
