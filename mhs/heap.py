@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import gc
 
-# Net allocations between young collections (CPython's default is 700). A message makes
-# thousands of short-lived objects; at 700 the collector ran several times per message.
+# Net allocations between young collections (CPython's default is 700). At the defaults a
+# role made hundreds of collections in a 5,300-message run, full ones walking everything
+# start-up made: 4 to 8 % of its CPU (docs/performance.md). Now one or two.
 YOUNG_THRESHOLD = 20_000
 # Young collections per middle one, middle ones per full one (defaults 10 and 10).
 MIDDLE_EVERY = 50

@@ -24,6 +24,7 @@ app = typer.Typer(help="Read the roles' JSON logs.", no_args_is_help=True)
 err = Console(stderr=True)
 
 FINAL = {
+    Event.MESSAGE_REPLIED.value: "replied",  # a sync message, answered with Spine's reply
     Event.DELIVERY_DELIVERED.value: "delivered",
     Event.DELIVERY_DEAD_LETTERED.value: "",  # its outcome says which
 }
@@ -93,6 +94,10 @@ def _counted(name: str, line: dict[str, Any]) -> tuple[str, ...]:
     return (counted,) if counted is not None else ()
 
 
+# The line after message.accepted (DEBUG): a queued message's, a sync message's reply.
+_AFTER_ACCEPTED = frozenset({Event.MESSAGE_QUEUED.value, Event.MESSAGE_REPLIED.value})
+
+
 class _Summary:
     """Reads log lines one at a time and keeps what the summary needs."""
 
@@ -119,10 +124,11 @@ class _Summary:
             self._count(name, line)
             return
         message = self.messages.get(message_id)
-        if name == Event.MESSAGE_QUEUED and message is not None and message.queued_pending:
+        if name in _AFTER_ACCEPTED and message is not None and message.queued_pending:
             message.queued_pending = False  # counted from its message.accepted line
-        elif name in (Event.MESSAGE_ACCEPTED, Event.MESSAGE_QUEUED):
-            # A message.queued with no message.accepted before it: a file written at INFO.
+        elif name == Event.MESSAGE_ACCEPTED or name in _AFTER_ACCEPTED:
+            # A message.queued (or a sync message's message.replied) with no message.accepted
+            # before it: a file written at INFO.
             message = self.messages[message_id] = _Message(
                 line.get("interaction_id"),
                 line.get("from_asid"),

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mhs.state import Settlement, StateError, StateStore
+from mhs.state.base import ttl_ms
 from mhs.tasks import stop_task
 
 NOT_SETTLED = "the pending claim expired and another copy took it"
@@ -130,6 +131,7 @@ class DuplicateElimination:
         gather within ``SETTLE_LINGER_S``, in one store call. ``not_settled`` is called with
         the reason if the store fails or another copy took the claim meanwhile (this one
         outlived its pending TTL)."""
+        ttl_ms(keep_s)  # a bad TTL fails this message now, not the batch it would join
         settlement = Settlement(self._name(first.message_id), first.owner, keep_s, acknowledgment)
         self._unwritten[first.message_id] = (settlement, not_settled)
         if self._writing is None:
@@ -144,9 +146,9 @@ class DuplicateElimination:
                 self._unwritten = {}
                 try:
                     settled = await self.store.settle_many([s for s, _ in batch.values()])
-                except StateError as error:
+                except Exception as error:  # each message hears why; the writer goes on
                     settled = [False] * len(batch)
-                    reason = str(error)
+                    reason = str(error) if isinstance(error, StateError) else repr(error)
                 else:
                     reason = NOT_SETTLED
                 for (_, not_settled), done in zip(batch.values(), settled, strict=True):
@@ -156,9 +158,14 @@ class DuplicateElimination:
             self._in_flight = {}
             self._writing = None
 
-    async def drain(self, *, within_s: float) -> None:
-        """Write every settlement not yet written (as a role stops), within ``within_s``."""
-        await stop_task(self._writing, within_s=1.0, grace_s=within_s)
+    async def drain(self, *, within_s: float) -> int:
+        """Write every settlement not yet written (as a role stops), within ``within_s``;
+        how many were still unwritten then (given up)."""
+        if self._writing is not None:
+            await asyncio.wait({self._writing}, timeout=within_s)
+        left = len(self._unwritten) + len(self._in_flight)
+        await stop_task(self._writing, within_s=1.0)
+        return left
 
     async def failed(self, first: First) -> None:
         """Give the claim up: the message was not delivered, so the sender's next copy is."""

@@ -9,6 +9,7 @@ happened), except ``append``, which may then add its items twice. Claims are has
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import struct
 from collections.abc import Awaitable, Mapping, Sequence
@@ -129,7 +130,8 @@ def _client(url: str, timeout_s: float) -> tuple[aioredis.Redis, list[aioredis.R
         "socket_connect_timeout": timeout_s,
         "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
         "client_name": "mhs",
-        "max_connections": CONNECTIONS,
+        # Room beyond the commands' turns for the health ping, which takes none.
+        "max_connections": CONNECTIONS + 2,
     }
     if not url.startswith(f"{SENTINEL_SCHEME}://"):
         return aioredis.Redis.from_url(url, **options), []
@@ -222,7 +224,8 @@ class RedisStateStore(StateStore):
             won=bool(won),
             state="done" if state == b"done" else "pending",
             value=bytes(value),
-            read=None if found is None else _bytes(found),
+            # Lua's false is nil over RESP2 and False over RESP3 (?protocol=3).
+            read=None if found is None or found is False else _bytes(found),
         )
 
     async def settle_many(self, settlements: Sequence[Settlement]) -> list[bool]:
@@ -288,6 +291,10 @@ class RedisStateStore(StateStore):
         try:
             async with self._turns:
                 result = await command
+        except asyncio.CancelledError:
+            if inspect.iscoroutine(command):
+                command.close()  # cancelled while waiting for a turn: never awaited
+            raise
         except _ERRORS as error:
             raise self._failed(error) from error
         self._available = True

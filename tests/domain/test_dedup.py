@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
+
+import pytest
 
 from mhs.state import Settlement, StateError
 from mhs.state.dedup import NOT_SETTLED, DuplicateElimination, First, InProgress, Seen
@@ -72,11 +75,13 @@ async def test_a_crashed_replicas_claim_expires() -> None:
 
 
 class Failing(MemoryStateStore):
-    """The in-process store whose reads and settlements fail while ``down`` is set; it
-    counts its settle calls."""
+    """The in-process store whose reads and settlements fail while ``down`` is set (with
+    ``error``); it counts its settle calls, and each waits for ``answer`` when that is set."""
 
     down = False
+    error: Exception = StateError("the store did not answer")
     settle_calls = 0
+    answer: asyncio.Event | None = None
 
     async def get(self, name: str) -> bytes | None:
         if self.down:
@@ -85,8 +90,10 @@ class Failing(MemoryStateStore):
 
     async def settle_many(self, settlements: Sequence[Settlement]) -> list[bool]:
         self.settle_calls += 1
+        if self.answer is not None:
+            await self.answer.wait()
         if self.down:
-            raise StateError("the store did not answer")
+            raise self.error
         return await super().settle_many(settlements)
 
 
@@ -232,3 +239,65 @@ async def test_a_mark_made_before_the_store_went_away_still_flags_the_next_copy(
     later = await dedup.check("M1")
     assert isinstance(later, First)
     assert later.possible_duplicate
+
+
+async def test_a_settlement_added_while_a_write_is_in_flight_is_written_next() -> None:
+    store = Failing("t.")
+    store.answer = asyncio.Event()
+    dedup = DuplicateElimination(store, pending_ttl_s=30, replica="a", linger_s=0)
+    other = DuplicateElimination(store, pending_ttl_s=30, replica="b")
+    one, two = await dedup.check("M1"), await dedup.check("M2")
+    assert isinstance(one, First)
+    assert isinstance(two, First)
+    problems: list[str] = []
+    dedup.settle_behind(one, keep_s=60, acknowledgment=b"<1/>", not_settled=problems.append)
+    await eventually_true(lambda: store.settle_calls == 1)  # M1's call is waiting
+    dedup.settle_behind(two, keep_s=60, acknowledgment=b"<2/>", not_settled=problems.append)
+    assert await dedup.check("M1") == Seen(b"<1/>")  # in flight: answered from memory
+    store.answer.set()
+    assert await dedup.drain(within_s=5) == 0
+    assert (store.settle_calls, problems) == (2, [])
+    assert await other.check("M2") == Seen(b"<2/>")
+
+
+async def test_any_failure_of_a_write_is_reported_and_the_writer_goes_on() -> None:
+    store = Failing("t.")
+    store.down, store.error = True, RuntimeError("a bug in the store")
+    dedup = DuplicateElimination(store, pending_ttl_s=30, linger_s=0)
+    first = await dedup.check("M1")
+    assert isinstance(first, First)
+    problems: list[str] = []
+    dedup.settle_behind(first, keep_s=60, acknowledgment=b"", not_settled=problems.append)
+    await dedup.drain(within_s=5)
+    assert problems == ["RuntimeError('a bug in the store')"]
+    store.down = False
+    later = await dedup.check("M2")
+    assert isinstance(later, First)
+    dedup.settle_behind(later, keep_s=60, acknowledgment=b"<2/>", not_settled=problems.append)
+    assert await dedup.drain(within_s=5) == 0
+    assert await dedup.check("M2") == Seen(b"<2/>")
+
+
+async def test_a_bad_persist_duration_fails_its_own_message_not_the_batch() -> None:
+    dedup = DuplicateElimination(MemoryStateStore("t."), pending_ttl_s=30)
+    first = await dedup.check("M1")
+    assert isinstance(first, First)
+    with pytest.raises(ValueError, match="TTL"):
+        dedup.settle_behind(first, keep_s=0, acknowledgment=b"", not_settled=print)
+
+
+async def test_what_a_stop_could_not_write_is_counted() -> None:
+    store = Failing("t.")
+    store.answer = asyncio.Event()  # never answers
+    dedup = DuplicateElimination(store, pending_ttl_s=30, linger_s=0)
+    first = await dedup.check("M1")
+    assert isinstance(first, First)
+    dedup.settle_behind(first, keep_s=60, acknowledgment=b"", not_settled=print)
+    assert await dedup.drain(within_s=0.2) == 1
+
+
+async def eventually_true(check: Callable[[], bool], within_s: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within_s
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "not within the time allowed"
+        await asyncio.sleep(0.01)

@@ -29,6 +29,7 @@ pytestmark = pytest.mark.rabbitmq
 
 SENDER, RECIPIENT = "918000000001", "918000000002"
 GP2GP = "RCMR_IN010000UK05"
+PDS_QUERY, SYNC_SENDER = "QUPA_IN040000UK32", "918000000003"
 
 
 async def drain(broker: Broker, queue: str, expected: int) -> list[str]:
@@ -355,8 +356,8 @@ def test_logs_summary_of_the_served_roles(served: Served) -> None:
 
 
 def _lifecycle_lines(level: str) -> list[str]:
-    """The lines the roles write at ``level`` for a message delivered on its second attempt
-    and one rejected, logged as the roles log them (at DEBUG or INFO)."""
+    """The lines the roles write at ``level`` for a message delivered on its second attempt,
+    one rejected and a sync one replied to, logged as the roles log them (DEBUG or INFO)."""
     stream = io.StringIO()
     saved = structlog.get_config()
     try:
@@ -367,6 +368,10 @@ def _lifecycle_lines(level: str) -> list[str]:
         for fields in (delivered, rejected):
             outbound.debug(Event.MESSAGE_ACCEPTED, **fields)
             outbound.info(Event.MESSAGE_QUEUED, outcome="queued", duration_ms=1.0, **fields)
+        sync = {**ids, "message_id": new_id(), "interaction_id": PDS_QUERY}
+        sync["from_asid"] = SYNC_SENDER
+        outbound.debug(Event.MESSAGE_ACCEPTED, **sync)
+        outbound.info(Event.MESSAGE_REPLIED, status=200, outcome="replied", duration_ms=4.0, **sync)
         worker.info(
             Event.DELIVERY_ATTEMPT, attempt=1, outcome="transient", duration_ms=5.0, **delivered
         )
@@ -393,9 +398,14 @@ def _lifecycle_lines(level: str) -> list[str]:
 @pytest.mark.parametrize("level", ["DEBUG", "INFO"])
 def test_logs_summary_counts_the_same_at_debug_and_info(level: str) -> None:
     lines = _lifecycle_lines(level)
-    assert len(lines) == {"DEBUG": 14, "INFO": 9}[level]
+    assert len(lines) == {"DEBUG": 16, "INFO": 10}[level]
     summary = summarise(lines)
-    assert (summary["messages"], summary["outcomes"]) == (2, {"delivered": 1, "rejected": 1})
+    assert (summary["messages"], summary["outcomes"]) == (
+        3,
+        {"delivered": 1, "rejected": 1, "replied": 1},
+    )
+    for group in (summary["interactions"][PDS_QUERY], summary["instances"][SYNC_SENDER]):
+        assert (group["counts"], group["outcomes"]) == ({"accepted": 1}, {"replied": 1})
     for group in (summary["interactions"][GP2GP], summary["instances"][SENDER]):
         counts = {k: v for k, v in group["counts"].items() if k != "received"}
         assert counts == {

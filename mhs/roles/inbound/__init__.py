@@ -81,7 +81,10 @@ async def _dedup_ctx(app: web.Application) -> AsyncIterator[None]:
         dedup = app[DEDUP] = DuplicateElimination(store, pending_ttl_s=ttl_s)
         app[READINESS].append(lambda: None if store.available else "state store not answering")
         yield
-        await dedup.drain(within_s=app[SETTINGS].shutdown_timeout_s)
+        left = await dedup.drain(within_s=app[SETTINGS].shutdown_timeout_s)
+        if left:
+            reason = f"{left} settlements were not written before the stop deadline"
+            app[LOG].warning(Event.INBOUND_CLAIM_NOT_SETTLED, reason=reason)
 
 
 def _nack(message: EbxmlMessage, description: str) -> web.Response:
