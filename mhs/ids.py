@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import uuid
 
+# The FHIR identifier system of ODS organisation codes (JWTs, SDS queries, audit records).
+ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
 # ASCII only: str patterns match any Unicode digit with \d, and an ASID is 0-9.
 ASID_RE = re.compile(r"[0-9]{12}")
 UUID_RE = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")

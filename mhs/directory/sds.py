@@ -36,13 +36,12 @@ from mhs.directory.directory import Directory, Party
 from mhs.directory.model import Reliability
 from mhs.directory.sds_query import (
     INTERACTION_SYSTEM,
-    ODS_SYSTEM,
     PARTY_KEY_SYSTEM,
     SdsQuery,
 )
 from mhs.ebxml import ACTOR_NEXT_MSH, ACTOR_TO_PARTY_MSH
 from mhs.gpconnect.interactions import gpconnect_interaction, service_root
-from mhs.ids import new_id
+from mhs.ids import ODS_SYSTEM, new_id
 
 ASID_SYSTEM = "https://fhir.nhs.uk/Id/nhsSpineASID"
 FQDN_SYSTEM = "https://fhir.nhs.uk/Id/nhsMhsFQDN"

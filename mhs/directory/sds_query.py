@@ -28,13 +28,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mhs.ids import is_uuid
+from mhs.ids import ODS_SYSTEM, is_uuid
 
 ORGANIZATION = "organization"
 IDENTIFIER = "identifier"
 MANUFACTURING_ORGANIZATION = "manufacturing-organization"
 
-ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
 INTERACTION_SYSTEM = "https://fhir.nhs.uk/Id/nhsServiceInteractionId"
 PARTY_KEY_SYSTEM = "https://fhir.nhs.uk/Id/nhsMhsPartyKey"
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from mhs.gpconnect.interactions import GpcInteraction
+from mhs.ids import ODS_SYSTEM
 from mhs.ssp.nhs_number import NHS_NUMBER_SYSTEM, check_digit
 
 PATIENTS_PER_PRACTICE = 3
-ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
 SDS_USER_SYSTEM = "https://fhir.nhs.uk/Id/sds-user-id"
 _FAMILIES = ("Smith", "Jones", "Patel", "Williams", "Khan", "Brown", "Taylor", "Davies")
 _GIVEN = ("Amelia", "Oliver", "Isla", "Noah", "Ava", "Arjun", "Freya", "Leo")

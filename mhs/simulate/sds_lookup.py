@@ -16,7 +16,8 @@ from typing import Any
 import aiohttp
 
 from mhs.directory.sds import ASID_SYSTEM, MHS_ID_SYSTEM
-from mhs.directory.sds_query import INTERACTION_SYSTEM, ODS_SYSTEM
+from mhs.directory.sds_query import INTERACTION_SYSTEM
+from mhs.ids import ODS_SYSTEM
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,8 @@ import time
 import uuid
 from typing import Any
 
-from mhs.ssp.jwt_claims import LIFETIME_S, ODS_SYSTEM, SDS_USER_SYSTEM, encode_unsigned
+from mhs.ids import ODS_SYSTEM
+from mhs.ssp.jwt_claims import LIFETIME_S, SDS_USER_SYSTEM, encode_unsigned
 
 SDS_ROLE_SYSTEM = "https://fhir.nhs.uk/Id/sds-role-profile-id"
 

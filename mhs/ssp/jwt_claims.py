@@ -15,11 +15,11 @@ import jwt
 import orjson
 
 from mhs.gpconnect.interactions import GpcInteraction
+from mhs.ids import ODS_SYSTEM
 from mhs.ssp.outcome import Refusal
 
 TimingMode = Literal["strict", "lenient"]
 
-ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
 SDS_USER_SYSTEM = "https://fhir.nhs.uk/Id/sds-user-id"
 LIFETIME_S = 300
 REQUIRED_CLAIMS = (

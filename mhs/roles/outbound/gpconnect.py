@@ -24,7 +24,7 @@ from multidict import CIMultiDict
 from mhs.directory import Party
 from mhs.directory.model import ODS_PATTERN
 from mhs.gpconnect.interactions import GpcInteraction, gpconnect_interaction, service_root
-from mhs.ids import is_uuid
+from mhs.ids import ODS_SYSTEM, is_uuid
 from mhs.observe.events import Event
 from mhs.roles.common import DIRECTORY, LOG, SETTINGS
 from mhs.roles.http.client import client_session
@@ -39,7 +39,6 @@ from mhs.roles.http.relay import (
 )
 from mhs.ssp import JwtRefused, Refusal
 from mhs.ssp.jwt_claims import (
-    ODS_SYSTEM,
     bearer_token,
     decode_unsigned,
     encode_unsigned,
