@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import orjson
 import typer
@@ -47,6 +47,23 @@ def stdout() -> Console:
 def print_json(data: Any) -> None:
     """``data`` as indented JSON on standard output, for scripts."""
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def finish_run(
+    summary: dict[str, Any],
+    ok: bool,
+    *,
+    json_output: bool,
+    show: Callable[[dict[str, Any]], None],
+) -> NoReturn:
+    """End a command that ran traffic: ``ok`` stamped on ``summary``, which is printed as
+    JSON or by ``show``; exit 0 if ``ok``, else 1."""
+    summary["ok"] = ok
+    if json_output:
+        print_json(summary)
+    else:
+        show(summary)
+    raise typer.Exit(0 if ok else 1)
 
 
 BrokerOpt = Annotated[

@@ -13,7 +13,7 @@ from mhs.cli.common import (
     TopologyOpt,
     announced_start,
     directory_for,
-    print_json,
+    finish_run,
     progress_bar,
     run_roles,
     settings_from,
@@ -78,13 +78,7 @@ def simulate(
         seed=seed,
     )
     summary = _run_with_progress(settings, directory, opts, transient=json_output)
-    ok = succeeded(summary)
-    summary["ok"] = ok
-    if json_output:
-        print_json(summary)
-    else:
-        _print_summary(summary)
-    raise typer.Exit(0 if ok else 1)
+    finish_run(summary, succeeded(summary), json_output=json_output, show=_print_summary)
 
 
 def _run_with_progress(

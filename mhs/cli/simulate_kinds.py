@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mhs.cli.common import announced_start, print_json, run_roles, stdout
+from mhs.cli.common import announced_start, finish_run, run_roles, stdout
 from mhs.directory import Directory
 from mhs.settings import Settings
 from mhs.simulate.kind_plan import KINDS
@@ -34,13 +34,7 @@ def simulate_topology_kinds(
             return await simulate_kinds(settings, directory, kinds)
 
     summary = run_roles(simulation())
-    ok = kinds_succeeded(summary)
-    summary["ok"] = ok
-    if json_output:
-        print_json(summary)
-    else:
-        _print(summary)
-    raise typer.Exit(0 if ok else 1)
+    finish_run(summary, kinds_succeeded(summary), json_output=json_output, show=_print)
 
 
 def _print(summary: dict[str, object]) -> None:
