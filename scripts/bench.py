@@ -114,6 +114,13 @@ class System:
         return out
 
 
+def cpu_us_per_message(
+    before: dict[str, float], after: dict[str, float], messages: int
+) -> dict[str, float]:
+    """CPU microseconds per message of each part between two ``System.cpu_s`` readings."""
+    return {part: (after[part] - before.get(part, 0.0)) * 1e6 / max(messages, 1) for part in after}
+
+
 def _cpu(process: psutil.Process) -> float:
     with suppress(psutil.Error):
         times = process.cpu_times()
@@ -462,8 +469,7 @@ async def _measure(
     )
     after = system.cpu_s()
     load.cpu_us_per_message = {
-        part: round((after[part] - before.get(part, 0.0)) * 1e6 / max(load.arrived, 1), 1)
-        for part in after
+        part: round(us, 1) for part, us in cpu_us_per_message(before, after, load.arrived).items()
     }
     load.cpu_us_per_message["total"] = round(sum(load.cpu_us_per_message.values()), 1)
     phases = {

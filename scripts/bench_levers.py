@@ -99,7 +99,7 @@ async def measure(
         bench.ROOT = ROOT
     if load.arrived < args.messages:
         raise SystemExit(f"{tree.name}: {args.messages - load.arrived} messages did not arrive")
-    return {k: (after[k] - before.get(k, 0.0)) * 1e6 / load.arrived for k in after}
+    return bench.cpu_us_per_message(before, after, load.arrived)
 
 
 async def levers(args: argparse.Namespace) -> dict[str, Any]:
