@@ -239,11 +239,11 @@ class Driver:
 
 
 def _spawn(
-    name: str, argv: Sequence[str], env: dict[str, str], log_dir: Path
+    name: str, argv: Sequence[str], env: dict[str, str], log_dir: Path, *, cwd: Path = ROOT
 ) -> subprocess.Popen[bytes]:
     log = (log_dir / f"{name}.log").open("wb")
     return subprocess.Popen(
-        list(argv), env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+        list(argv), env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=cwd
     )
 
 
@@ -364,9 +364,10 @@ async def product(
     profile: Path | None = None,
     workers: int = 1,
     state_url: str | None = None,
+    root: Path = ROOT,
 ) -> AsyncIterator[System]:
     """The product's four roles, each in its own process (``workers`` delivery workers),
-    with everything on."""
+    with everything on, run from ``root`` (a checkout of the code to measure)."""
     topology = log_dir / f"topology-{hosted}.yaml"
     directory = _topology_file(hosted, topology)
     extra_workers = [f"worker-{n}" for n in range(2, workers + 1)]
@@ -417,7 +418,9 @@ async def product(
                 *argv,
             ]
         own = {"MHS_WORKER_PORT": str(ports[role])} if role in extra_workers else {}
-        system.processes[role] = _spawn(f"product-{hosted}-{role}", argv, {**env, **own}, log_dir)
+        system.processes[role] = _spawn(
+            f"product-{hosted}-{role}", argv, {**env, **own}, log_dir, cwd=root
+        )
     rng = random.Random(7)  # a reproducible load, not a secret
     credentials = {p.asid: directory.credential_for(p.asid) or "" for p in parties}
 

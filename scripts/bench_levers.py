@@ -75,12 +75,11 @@ async def measure(
     await client.start()
     driver = bench.Driver(client, session)
     queues: list[str] = []
-    bench.ROOT = tree  # the roles start from the revision's own tree
     try:
         with tempfile.TemporaryDirectory(prefix="mhs-levers-logs-") as logs:
             async with bench.product(
                 session, args.broker, f"levers-{run}.", args.size, Path(logs),
-                state_url=args.state_url,
+                state_url=args.state_url, root=tree,  # the roles run the revision's code
             ) as system:  # fmt: skip
                 queues += system.owned
                 await driver.watch(system.queues)
@@ -96,7 +95,6 @@ async def measure(
             with contextlib.suppress(Exception):
                 await client.delete_queue(queue)
         await client.stop()
-        bench.ROOT = ROOT
     if load.arrived < args.messages:
         raise SystemExit(f"{tree.name}: {args.messages - load.arrived} messages did not arrive")
     return bench.cpu_us_per_message(before, after, load.arrived)
